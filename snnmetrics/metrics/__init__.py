@@ -1,0 +1,6 @@
+"""Stateful metrics (``torchmetrics.Metric`` subclasses)."""
+
+from snnmetrics.metrics.base import HookedMetric
+from snnmetrics.metrics.synaptic import SynapticOperations, SynOps
+
+__all__ = ["HookedMetric", "SynOps", "SynapticOperations"]

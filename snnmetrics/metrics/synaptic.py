@@ -1,0 +1,227 @@
+"""Synaptic operations: hooked (:class:`SynapticOperations`) and the 0.0.1 API (:class:`SynOps`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from snnmetrics.connections import connection_rule
+from snnmetrics.functional.synops import (
+    as_fanout,
+    check_sample_time,
+    per_sample_result,
+    synops_per_neuron,
+)
+from snnmetrics.metrics.base import HookedMetric
+from snnmetrics.tracking.connection import ConnectionTap, ConnectionTotals
+from snnmetrics.tracking.hub import acquire
+
+__all__ = ["SynOps", "SynapticOperations"]
+
+_KEYS = ("synops", "effective_acs", "effective_macs", "dense")
+
+
+class SynapticOperations(HookedMetric):
+    """Synaptic operations per sample of every connection layer of a model.
+
+    Hooks every registered connection layer (``nn.Linear``, ``nn.Conv1d/2d/3d``, the
+    recurrent ``nn.Linear`` inside snnTorch ``RLeaky``/``RSynaptic``, and types added with
+    :func:`snnmetrics.connections.register_connection`). For each layer call:
+
+    * *effective* operations are the (nonzero input element, nonzero weight) pairs that
+      reach an output; with ``skip_zero_weights=False`` every structural connection
+      counts, zero weights too (the sinabs / spikingjelly convention);
+    * they are ACs if every input value of the call is in {-1, 0, 1}, else MACs;
+    * *dense* operations are all weight taps that read a real (not padded) input.
+
+    Bias, pooling and normalisation are not synaptic operations. Figures are totals over
+    timesteps divided by the number of samples, equal to NeuroBench 2.3.0's
+    ``SynapticOperations`` (``Effective_ACs``, ``Effective_MACs``, ``Dense``).
+
+    Counting costs one elementwise pass over each layer input and no re-run of the layer:
+    the exact fanout of every input element is derived once per input shape and weight
+    version (see :func:`snnmetrics.functional.fanout`).
+
+    ``compute()`` returns float64 tensors: ``synops`` (= ``effective_acs`` +
+    ``effective_macs``), ``effective_acs``, ``effective_macs``, ``dense``.
+
+    Example:
+        >>> import torch, snntorch as snn
+        >>> from snnmetrics import SynapticOperations
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False),
+        ...                           snn.Leaky(beta=0.9, init_hidden=True))
+        >>> with SynapticOperations(net) as synops:
+        ...     for t in range(5):
+        ...         _ = net(torch.ones(2, 4))
+        ...     synops.update()
+        ...     result = synops.compute()
+        >>> float(result["effective_acs"]), float(result["dense"])  # 5 steps x 4 inputs x 3
+        (60.0, 60.0)
+    """
+
+    def __init__(self, model: nn.Module, skip_zero_weights: bool = True, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.skip_zero_weights = bool(skip_zero_weights)
+        layers = [(n, m) for n, m in self.model.named_modules() if connection_rule(m) is not None]
+        if not layers:
+            raise ValueError(
+                f"{type(self.model).__name__} has no connection layer to count (nn.Linear, "
+                "nn.Conv1d/2d/3d or a type registered with register_connection)"
+            )
+        self.layer_names = [name for name, _ in layers]
+        taps = [acquire(module, ConnectionTap) for _, module in layers]
+        for tap in taps:
+            tap.want_structural |= not self.skip_zero_weights
+        n = len(layers)
+        self.add_state("effective_acs", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("effective_macs", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("dense", torch.zeros(n, dtype=torch.int64), dist_reduce_fx="sum")
+        self._subscribe(taps)
+        self._snapshots: list[ConnectionTotals] = [tap.totals() for tap in taps]
+
+    def _fold(self) -> None:
+        first = 0 if self.skip_zero_weights else 2
+        device = self.effective_acs.device
+        for i, tap in enumerate(self._taps):
+            assert isinstance(tap, ConnectionTap)
+            now, before = tap.totals(), self._snapshots[i]
+            counts = now.counts.to(device) - before.counts.to(device)
+            everything, in_mac_calls = counts[first], counts[first + 1]
+            self.effective_acs[i] += everything - in_mac_calls
+            self.effective_macs[i] += in_mac_calls
+            self.dense[i] += now.dense - before.dense
+            self._snapshots[i] = now
+
+    def compute(self) -> dict[str, Tensor]:
+        return {key: value.sum() for key, value in self._per_layer().items()}
+
+    def compute_per_layer(self) -> dict[str, dict[str, Tensor]]:
+        """The figures of :meth:`compute`, for each layer name."""
+        per_layer = self._per_layer()
+        return {
+            name: {key: per_layer[key][i] for key in _KEYS}
+            for i, name in enumerate(self.layer_names)
+        }
+
+    def _per_layer(self) -> dict[str, Tensor]:
+        samples = self._samples()
+        if not bool(torch.isfinite(self.effective_acs + self.effective_macs).all()):
+            raise ValueError(
+                "a connection layer received NaN inputs: synaptic operations are undefined"
+            )
+        acs, macs = self.effective_acs / samples, self.effective_macs / samples
+        return {
+            "synops": acs + macs,
+            "effective_acs": acs,
+            "effective_macs": macs,
+            "dense": self.dense.to(torch.float64) / samples,
+        }
+
+
+class SynOps(Metric):
+    """Synaptic operations of one layer from its activations (the snnmetrics 0.0.1 API).
+
+    ``SynOps(fanout=...)`` takes the fanout of the layer's neurons: a number (every neuron
+    has the same fanout, e.g. ``out_features`` of the next ``Linear``) or a tensor of shape
+    ``(C,)``/``(C, H, W)`` (use :func:`snnmetrics.functional.fanout` for a conv).
+    ``update(activations)`` takes spike counts summed over time, shape ``(B, C)`` or
+    ``(B, C, H, W)``. ``compute()`` returns, per sample: ``synops_per_neuron`` (the map),
+    ``synops`` (its sum) and, with ``sample_time`` (seconds per sample), ``synops/s``
+    (``synops / sample_time``; 0.0.1 divided the per-neuron *mean* instead). Calling the
+    metric returns the same figures for the batch alone.
+
+    Unlike 0.0.1 the state is one float64 tensor, so it syncs under DDP. With a number as
+    fanout the map's shape is taken from the first batch unless ``neuron_shape`` is given;
+    ranks that saw no batch adopt the shape of the others when they sync.
+
+    Example:
+        >>> import torch
+        >>> from snnmetrics import SynOps
+        >>> metric = SynOps(fanout=10.0)
+        >>> batch = metric(torch.tensor([[1., 0.], [3., 0.]]))
+        >>> float(batch["synops"])
+        20.0
+        >>> _ = metric(torch.tensor([[0., 0.], [0., 1.]]))
+        >>> float(metric.compute()["synops"])
+        12.5
+    """
+
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+
+    def __init__(
+        self,
+        fanout: float | Tensor,
+        sample_time: float | None = None,
+        neuron_shape: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        fan = as_fanout(fanout)
+        self.sample_time = check_sample_time(sample_time)
+        self.register_buffer("fanout", fan, persistent=False)
+        if fan.ndim:
+            shape: tuple[int, ...] | None = tuple(fan.shape)
+        elif neuron_shape is not None:
+            shape = tuple(int(s) for s in neuron_shape)
+        else:
+            shape = None  # taken from the first batch
+        self._lazy_shape = shape is None
+        default = torch.zeros(shape if shape is not None else (0,), dtype=torch.float64)
+        self.add_state("synops_sum", default, dist_reduce_fx="sum")
+        self.add_state("samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, activations: Tensor) -> None:
+        per_neuron = synops_per_neuron(activations, self.fanout)
+        if self.synops_sum.numel() == 0 and self._lazy_shape:
+            self.synops_sum = torch.zeros_like(per_neuron, device=self.synops_sum.device)
+        if per_neuron.shape != self.synops_sum.shape:
+            raise ValueError(
+                f"activations of shape {tuple(activations.shape)} do not match the neuron shape "
+                f"{tuple(self.synops_sum.shape)} of earlier batches"
+            )
+        self.synops_sum += per_neuron.to(self.synops_sum.device)
+        self.samples += activations.shape[0]
+
+    def compute(self) -> dict[str, Tensor]:
+        if int(self.samples) <= 0:
+            raise ValueError("SynOps has no samples: call update(activations) first")
+        return per_sample_result(self.synops_sum / self.samples, self.sample_time)
+
+    def _reduce_states(self, incoming_state: dict[str, Any]) -> None:
+        # a lazily shaped state is empty until its first batch: adopt the other's shape
+        if self._lazy_shape:
+            mine, theirs = self.synops_sum, incoming_state["synops_sum"]
+            if theirs.numel() == 0 and mine.numel():
+                incoming_state = {**incoming_state, "synops_sum": torch.zeros_like(mine)}
+            elif mine.numel() == 0 and theirs.numel():
+                self.synops_sum = torch.zeros_like(theirs)
+        super()._reduce_states(incoming_state)
+
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any | None = None) -> None:
+        if self._lazy_shape:
+            self._agree_on_shape(process_group or self.process_group)
+        kwargs = {} if dist_sync_fn is None else {"dist_sync_fn": dist_sync_fn}
+        super()._sync_dist(process_group=process_group, **kwargs)
+
+    def _agree_on_shape(self, group: Any) -> None:
+        """Give ranks that saw no batch the neuron shape of the others."""
+        encoded = torch.zeros(4, dtype=torch.int64, device=self.synops_sum.device)
+        if self.synops_sum.numel():
+            shape = self.synops_sum.shape
+            encoded[0] = len(shape)
+            encoded[1 : 1 + len(shape)] = torch.tensor(shape)
+        torch.distributed.all_reduce(encoded, torch.distributed.ReduceOp.MAX, group=group)
+        agreed = tuple(int(s) for s in encoded[1 : 1 + int(encoded[0])])
+        if self.synops_sum.numel() == 0:
+            self.synops_sum = torch.zeros(agreed, dtype=torch.float64, device=encoded.device)
+        elif tuple(self.synops_sum.shape) != agreed:
+            raise ValueError(
+                f"ranks saw activations of different neuron shapes: {tuple(self.synops_sum.shape)} "
+                f"here, {agreed} elsewhere"
+            )

@@ -1,0 +1,93 @@
+"""Shared hooks: one tap per (module, kind), however many metrics watch the module.
+
+A :class:`Tap` owns the single forward hook that a family of metrics needs on one module.
+On every call it folds the module's input/output into *cumulative* device counters; a
+metric never receives tensors from a hook. Each subscribing metric keeps a snapshot of the
+counters it last read, so a hook costs the same whether one metric or ten watch the module,
+and metrics may call ``update()`` at different times.
+
+Taps also record the batch size of the first call after a subscriber's last update
+(:class:`Window`), which is how ``update(batch_size=None)`` learns the number of samples.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["Tap", "Window", "acquire", "release"]
+
+
+class Window:
+    """What one subscriber has seen since its last ``update()``: the first batch size."""
+
+    __slots__ = ("batch_size",)
+
+    def __init__(self) -> None:
+        self.batch_size: int | None = None
+
+
+class Tap:
+    """Base class of the per-module hook objects (see module docstring)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module_ref = weakref.ref(module)
+        self.subscribers = 0
+        self.calls = 0
+        self._awaiting: list[Window] = []
+        self._handles: list[RemovableHandle] = []
+
+    def watch(self, window: Window) -> None:
+        """Record the batch size of this tap's next call into ``window`` (if still unset)."""
+        if window not in self._awaiting:
+            self._awaiting.append(window)
+
+    def _note_call(self, batch_size: int) -> None:
+        self.calls += 1
+        if self._awaiting:
+            for window in self._awaiting:
+                if window.batch_size is None:
+                    window.batch_size = batch_size
+            self._awaiting.clear()
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._awaiting.clear()
+
+
+T = TypeVar("T", bound=Tap)
+
+# module -> {tap class -> tap}; weak so that a dropped model releases its taps.
+_TAPS: weakref.WeakKeyDictionary[nn.Module, dict[type[Tap], Tap]] = weakref.WeakKeyDictionary()
+
+
+def acquire(module: nn.Module, kind: type[T], factory: Callable[[nn.Module], T] | None = None) -> T:
+    """The tap of ``kind`` on ``module``, created (and hooked) on first use."""
+    taps = _TAPS.setdefault(module, {})
+    tap = taps.get(kind)
+    if tap is None:
+        tap = (factory or kind)(module)
+        taps[kind] = tap
+    tap.subscribers += 1
+    return tap  # type: ignore[return-value]
+
+
+def release(tap: Tap) -> None:
+    """Drop one subscription; the hook is removed with the last one."""
+    tap.subscribers -= 1
+    if tap.subscribers > 0:
+        return
+    tap.close()
+    module = tap.module_ref()
+    if module is not None:
+        taps: dict[type[Tap], Any] = _TAPS.get(module, {})
+        if taps.get(type(tap)) is tap:
+            del taps[type(tap)]
+        if not taps:
+            _TAPS.pop(module, None)
