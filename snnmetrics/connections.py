@@ -43,7 +43,7 @@ class ConnectionRule:
 
     feature_dims: Callable[[nn.Module], int]
     apply: Callable[[nn.Module, Tensor, Tensor], Tensor]
-    weight: Callable[[nn.Module], Tensor] = lambda layer: layer.weight
+    weight: Callable[[nn.Module], Tensor] = lambda layer: layer.get_parameter("weight")
 
 
 _RULES: dict[type[nn.Module], ConnectionRule] = {}
@@ -79,9 +79,10 @@ def _apply_conv(layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
     return layer._conv_forward(x, weight, None)  # type: ignore[operator]
 
 
+def _conv_feature_dims(layer: nn.Module) -> int:
+    return len(layer.get_parameter("weight").shape) - 1  # channels + spatial dims
+
+
 register_connection(nn.Linear, ConnectionRule(feature_dims=lambda layer: 1, apply=_apply_linear))
-for _conv, _spatial in ((nn.Conv1d, 1), (nn.Conv2d, 2), (nn.Conv3d, 3)):
-    register_connection(
-        _conv,
-        ConnectionRule(feature_dims=lambda layer, n=_spatial: n + 1, apply=_apply_conv),
-    )
+for _conv in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    register_connection(_conv, ConnectionRule(feature_dims=_conv_feature_dims, apply=_apply_conv))

@@ -79,7 +79,9 @@ def check_sample_time(sample_time: float | None) -> float | None:
     if sample_time is None:
         return None
     if isinstance(sample_time, bool) or not isinstance(sample_time, (int, float)):
-        raise TypeError(f"sample_time must be a positive number of seconds or None, got {sample_time!r}")
+        raise TypeError(
+            f"sample_time must be a positive number of seconds or None, got {sample_time!r}"
+        )
     if not (math.isfinite(sample_time) and sample_time > 0):
         raise ValueError(f"sample_time must be a positive number of seconds, got {sample_time}")
     return float(sample_time)

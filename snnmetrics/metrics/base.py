@@ -26,7 +26,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, Tensor) and batch_size.numel() == 1 and not batch_size.is_floating_point():
+    integral_tensor = isinstance(batch_size, Tensor) and not batch_size.is_floating_point()
+    if integral_tensor and batch_size.numel() == 1:
         batch_size = int(batch_size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
         raise TypeError(f"batch_size must be a positive int or None, got {batch_size!r}")
@@ -49,6 +50,8 @@ class HookedMetric(Metric):
     full_state_update = False
     is_differentiable = False
     higher_is_better = None
+    samples: Tensor
+    _watched: nn.Module
 
     def __init__(self, model: nn.Module, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -62,7 +65,7 @@ class HookedMetric(Metric):
     @property
     def model(self) -> nn.Module:
         """The watched module (the inner module if a DDP/DataParallel wrapper was given)."""
-        return self._watched  # type: ignore[no-any-return]
+        return self._watched
 
     def _subscribe(self, taps: Sequence[Tap]) -> None:
         self._taps = list(taps)

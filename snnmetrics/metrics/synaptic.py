@@ -63,6 +63,10 @@ class SynapticOperations(HookedMetric):
         (60.0, 60.0)
     """
 
+    effective_acs: Tensor
+    effective_macs: Tensor
+    dense: Tensor
+
     def __init__(self, model: nn.Module, skip_zero_weights: bool = True, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.skip_zero_weights = bool(skip_zero_weights)
@@ -153,6 +157,9 @@ class SynOps(Metric):
     is_differentiable = False
     higher_is_better = None
     full_state_update = False
+    fanout: Tensor
+    synops_sum: Tensor
+    samples: Tensor
 
     def __init__(
         self,

@@ -1,0 +1,3 @@
+from snnmetrics.cli import main
+
+raise SystemExit(main())
