@@ -155,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("--timesteps", type=_positive, default=25)
     prof.add_argument("--rate", type=_rate, default=0.1, help="input spike probability per step")
     prof.add_argument("--device", default="cpu")
-    prof.add_argument("--seed", type=int, default=0)
+    prof.add_argument("--seed", type=int, default=0, help="seeds the weights and the input")
     prof.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     prof.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -176,6 +176,7 @@ def _run_profile(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"unknown --device {args.device!r}") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device} requested but CUDA is not available")
+    torch.manual_seed(args.seed)  # reproducible initial weights too
     model = factory()
     if not isinstance(model, nn.Module):
         raise UsageError(f"--model factory returned {type(model).__name__}, not an nn.Module")

@@ -1,0 +1,104 @@
+"""The ``snnmetrics profile`` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from snnmetrics import SynapticOperations
+from snnmetrics.cli import main
+from snnmetrics.examples import mlp_snn, poisson_spikes
+
+
+def tiny_model() -> torch.nn.Module:
+    """Factory used through --model tests.test_cli:tiny_model."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False), torch.nn.ReLU())
+
+
+def test_default_run_prints_a_table(capsys):
+    assert main(["profile", "--batches", "1", "--timesteps", "3", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Synaptic operations per sample" in out
+    assert out.strip().splitlines()[-1].startswith("total")
+
+
+def test_json_matches_the_metric_run_by_hand(tmp_path):
+    path = tmp_path / "report.json"
+    args = ["profile", "--batches", "2", "--batch-size", "3", "--timesteps", "4"]
+    assert main([*args, "--seed", "7", "--json", str(path), "--no-progress"]) == 0
+    report = json.loads(path.read_text())
+
+    # the same run, written out: same seed, same Poisson draws, same model init
+    generator = torch.Generator().manual_seed(7)
+    torch.manual_seed(7)
+    net = mlp_snn()
+    expected = SynapticOperations(net)
+    with torch.no_grad():
+        for _ in range(2):
+            x = poisson_spikes((3, 4, 20), 0.1, generator)
+            for module in net.modules():
+                if hasattr(module, "reset_mem"):
+                    module.reset_mem()
+            for t in range(4):
+                net(x[:, t])
+            expected.update()
+    totals = report["synaptic_operations"]["total"]
+    for key, value in expected.compute().items():
+        assert totals[key] == float(value)
+    assert set(report["synaptic_operations"]["per_layer"]) == {"0", "2", "4", "6"}
+
+
+def test_dense_of_builtin_mlp_is_architectural(tmp_path):
+    path = tmp_path / "r.json"
+    assert main(["profile", "--batches", "1", "--timesteps", "5", "--json", str(path),
+                 "--no-progress"]) == 0
+    dense = json.loads(path.read_text())["synaptic_operations"]["total"]["dense"]
+    assert dense == 5 * (20 * 256 + 256 * 256 + 256 * 256 + 256 * 35)
+
+
+def test_custom_model_factory(capsys):
+    args = ["profile", "--model", "tests.test_cli:tiny_model", "--input-shape", "3",
+            "--batches", "1", "--timesteps", "2", "--no-progress"]
+    assert main(args) == 0
+    assert "total" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "nonsense"], "--model must look like"),
+        (["--model", "no_such_module_xyz:f", "--input-shape", "3"], "cannot load --model"),
+        (["--model", "tests.test_cli:tiny_model"], "--input-shape is required"),
+        (["--input-shape", "3,-1"], "--input-shape must be positive"),
+        (["--input-shape", "a,b"], "--input-shape must be comma-separated"),
+        (["--device", "warp-drive"], "unknown --device"),
+        (["--model", "tests.test_cli:tiny_model", "--input-shape", "5"], "profiling failed"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
+    assert main(["profile", "--no-progress", "--batches", "1", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["--batches", "0"], ["--rate", "1.5"], ["--timesteps", "x"]])
+def test_argparse_rejects_bad_numbers(args):
+    with pytest.raises(SystemExit) as info:
+        main(["profile", *args])
+    assert info.value.code == 2
+
+
+def test_python_dash_m_entry_point():
+    run = subprocess.run(
+        [sys.executable, "-m", "snnmetrics", "profile", "--batches", "1", "--timesteps", "2",
+         "--no-progress"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "total" in run.stdout
