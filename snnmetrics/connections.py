@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +44,7 @@ class ConnectionRule:
 
     feature_dims: Callable[[nn.Module], int]
     apply: Callable[[nn.Module, Tensor, Tensor], Tensor]
-    weight: Callable[[nn.Module], Tensor] = lambda layer: layer.get_parameter("weight")
+    weight: Callable[[nn.Module], Tensor] = lambda layer: cast(Tensor, layer.weight)
 
 
 _RULES: dict[type[nn.Module], ConnectionRule] = {}
@@ -80,7 +81,7 @@ def _apply_conv(layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
 
 
 def _conv_feature_dims(layer: nn.Module) -> int:
-    return len(layer.get_parameter("weight").shape) - 1  # channels + spatial dims
+    return cast(Tensor, layer.weight).ndim - 1  # channels + spatial dims
 
 
 register_connection(nn.Linear, ConnectionRule(feature_dims=lambda layer: 1, apply=_apply_linear))

@@ -13,6 +13,10 @@ from snnmetrics.tracking.hub import Tap
 
 __all__ = ["ConnectionTap", "ConnectionTotals"]
 
+# Pending per-element counts are float32 (the fast path) and each call adds at most its
+# number of rows to an element, so folding before 2**24 rows keeps every count exact.
+_EXACT_ROWS = 2**24
+
 
 class ConnectionTotals(NamedTuple):
     """Cumulative counts of one connection layer since its tap was created.
@@ -45,13 +49,20 @@ class ConnectionTap(Tap):
         self.want_structural = False
         self._counts: Tensor | None = None
         self._dense = 0
-        self._feature_shape: torch.Size | None = None
-        self._weight_key: tuple[int, int, int] | None = None
-        self._pending: Tensor | None = None  # [2, *features]: all calls, MAC calls
+        # A segment is a run of calls with one weight version, input feature shape and
+        # dtype; its pending counts are folded with that segment's fanout.
+        self._key: tuple[object, ...] | None = None
+        self._feature_shape = torch.Size()
+        self._row_dims: tuple[int, ...] = ()
+        self._sum_dtype: torch.dtype | None = None
+        self._dense_per_row = 0
+        self._pending_rows = 0
+        self._pending_all: Tensor | None = None
+        self._pending_mac: Tensor | None = None
         self._effective_fanout: Tensor | None = None
+        self._structural_fanout: Tensor | None = None  # this segment's, on the device
         # per feature shape: structural fanout (on the CPU) and dense taps per row
         self._structural: dict[torch.Size, tuple[Tensor, int]] = {}
-        self._structural_fanout: Tensor | None = None  # the current shape's, on the device
         self._handles.append(module.register_forward_pre_hook(self._hook))
 
     def _hook(self, module: nn.Module, args: tuple[object, ...]) -> None:
@@ -65,29 +76,31 @@ class ConnectionTap(Tap):
         if n_rows < 0:
             return  # the layer itself rejects this input
         weight = self.rule.weight(module)
-        key = (id(weight), weight.data_ptr(), weight._version)
-        feature_shape = x.shape[n_rows:]
-        if key != self._weight_key or feature_shape != self._feature_shape:
-            self._start_segment(module, x, feature_shape, key)
+        key = (x.shape[n_rows:], x.dtype, weight._version, weight.data_ptr())
+        if key != self._key:
+            self._start_segment(module, x, n_rows, key)
+        rows = x.shape[0] if n_rows == 1 else math.prod(x.shape[:n_rows])
+        if self._pending_rows + rows > _EXACT_ROWS:
+            self.flush()
+        self._pending_rows += rows
+        self._dense += rows * self._dense_per_row
         self._note_call(x.shape[0] if n_rows else 1)
-        self._dense += math.prod(x.shape[:n_rows]) * self._structural[feature_shape][1]
 
         a = x.detach().abs()
-        nonzero = a.clamp(max=1).ceil_()  # 1 where x != 0; NaN stays NaN
-        # half precision counts only to 2048 exactly: sum those in float32
-        exact = None if x.dtype in (torch.float32, torch.float64) else torch.float32
-        per_element = nonzero.sum(tuple(range(n_rows)), dtype=exact) if n_rows else nonzero
-        low, high = torch.aminmax(a.sub_(nonzero))  # all zero iff every |x| is 0 or 1
-        pending = self._pending
-        assert pending is not None
-        pending[0].add_(per_element)
-        pending[1].addcmul_(per_element, (high - low).sign())
+        nonzero = a.sign()
+        per_element = nonzero.sum(self._row_dims, dtype=self._sum_dtype) if n_rows else nonzero
+        # largest distance of |x| from {0, 1}: zero iff this is an AC call; NaN if x has NaN
+        distance = a.sub_(nonzero).abs_().amax()
+        assert self._pending_all is not None and self._pending_mac is not None
+        self._pending_all.add_(per_element)
+        self._pending_mac.addcmul_(per_element, distance.clamp_(max=1).ceil_())
 
     def _start_segment(
-        self, module: nn.Module, x: Tensor, feature_shape: torch.Size, key: tuple[int, int, int]
+        self, module: nn.Module, x: Tensor, n_rows: int, key: tuple[object, ...]
     ) -> None:
         """Fold what was counted under the old weights/shape, then cache the new fanout."""
         self.flush()
+        feature_shape = x.shape[n_rows:]
         if self._counts is None:
             self._counts = torch.zeros(4, dtype=torch.float64, device=x.device)
         elif self._counts.device != x.device:  # the model moved
@@ -95,28 +108,34 @@ class ConnectionTap(Tap):
         if feature_shape not in self._structural:
             structural = fanout_map(module, self.rule, feature_shape, False, device="cpu")
             self._structural[feature_shape] = (structural.flatten(), int(structural.sum()))
-        self._structural_fanout = None
+        structural_cpu, self._dense_per_row = self._structural[feature_shape]
+        self._structural_fanout = structural_cpu.to(x.device) if self.want_structural else None
         self._effective_fanout = fanout_map(module, self.rule, feature_shape, True).flatten()
-        self._pending = torch.zeros(
-            (2, *feature_shape), dtype=torch.float64, device=self._counts.device
-        )
+        # float32 counts are exact below 2**24 rows per element, see _EXACT_ROWS
+        self._sum_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        self._row_dims = tuple(range(n_rows))
         self._feature_shape = feature_shape
-        self._weight_key = key
+        self._pending_all = torch.zeros(feature_shape, dtype=self._sum_dtype, device=x.device)
+        self._pending_mac = torch.zeros_like(self._pending_all)
+        self._key = key
 
     def flush(self) -> None:
         """Fold the pending nonzero counts into the cumulative totals."""
-        pending, counts = self._pending, self._counts
-        if pending is None or counts is None or self._feature_shape is None:
+        if self._pending_rows == 0:
             return
-        flat = pending.flatten(1)
-        assert self._effective_fanout is not None
-        counts[0:2] += flat @ self._effective_fanout
+        assert self._counts is not None and self._effective_fanout is not None
+        assert self._pending_all is not None and self._pending_mac is not None
+        pending = torch.stack((self._pending_all.flatten(), self._pending_mac.flatten()))
+        pending = pending.to(torch.float64)
+        self._counts[0:2] += pending @ self._effective_fanout
         if self.want_structural:
             if self._structural_fanout is None:
                 cpu_map = self._structural[self._feature_shape][0]
-                self._structural_fanout = cpu_map.to(flat.device)
-            counts[2:4] += flat @ self._structural_fanout
-        pending.zero_()
+                self._structural_fanout = cpu_map.to(pending.device)
+            self._counts[2:4] += pending @ self._structural_fanout
+        self._pending_all.zero_()
+        self._pending_mac.zero_()
+        self._pending_rows = 0
 
     def totals(self) -> ConnectionTotals:
         """Flush, then return the cumulative totals (a copy, safe to keep as a snapshot)."""
