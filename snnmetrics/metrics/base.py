@@ -60,7 +60,9 @@ class HookedMetric(Metric):
         self._window = Window()
         self._taps: list[Tap] = []
         self._calls_at_update = 0
-        self.add_state("samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state(
+            "samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum", persistent=True
+        )
 
     @property
     def model(self) -> nn.Module:
@@ -95,15 +97,31 @@ class HookedMetric(Metric):
         seen = self._window.batch_size
         samples = batch_size if batch_size is not None else seen
         assert samples is not None  # any hooked call sets it
-        self._window.batch_size = None
-        for tap in self._taps:
-            tap.watch(self._window)
-        self._calls_at_update = calls
+        self._open_window()
         self.samples += samples
         self._fold()
 
+    def discard_pending(self) -> None:
+        """Forget what the hooks counted since the last ``update()``.
+
+        Use it to leave forward passes out of the figures, e.g. those of a validation
+        loop that runs between two training updates.
+        """
+        self._open_window()
+        self._skip()
+
+    def _open_window(self) -> None:
+        self._window.batch_size = None
+        for tap in self._taps:
+            tap.watch(self._window)
+        self._calls_at_update = self._call_count()
+
     def _fold(self) -> None:
         """Add what the taps counted since the last fold to the states."""
+        raise NotImplementedError
+
+    def _skip(self) -> None:
+        """Mark what the taps counted so far as read, without adding it to the states."""
         raise NotImplementedError
 
     def _samples(self) -> Tensor:

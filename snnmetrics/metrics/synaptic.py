@@ -81,17 +81,21 @@ class SynapticOperations(HookedMetric):
         for tap in taps:
             tap.want_structural |= not self.skip_zero_weights
         n = len(layers)
-        self.add_state("effective_acs", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("effective_macs", torch.zeros(n, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("dense", torch.zeros(n, dtype=torch.int64), dist_reduce_fx="sum")
+        for name, dtype in (
+            ("effective_acs", torch.float64),
+            ("effective_macs", torch.float64),
+            ("dense", torch.int64),
+        ):
+            zeros = torch.zeros(n, dtype=dtype)
+            self.add_state(name, zeros, dist_reduce_fx="sum", persistent=True)
+        self._connection_taps = taps
         self._subscribe(taps)
         self._snapshots: list[ConnectionTotals] = [tap.totals() for tap in taps]
 
     def _fold(self) -> None:
         first = 0 if self.skip_zero_weights else 2
         device = self.effective_acs.device
-        for i, tap in enumerate(self._taps):
-            assert isinstance(tap, ConnectionTap)
+        for i, tap in enumerate(self._connection_taps):
             now, before = tap.totals(), self._snapshots[i]
             counts = now.counts.to(device) - before.counts.to(device)
             everything, in_mac_calls = counts[first], counts[first + 1]
@@ -99,6 +103,9 @@ class SynapticOperations(HookedMetric):
             self.effective_macs[i] += in_mac_calls
             self.dense[i] += now.dense - before.dense
             self._snapshots[i] = now
+
+    def _skip(self) -> None:
+        self._snapshots = [tap.totals() for tap in self._connection_taps]
 
     def compute(self) -> dict[str, Tensor]:
         return {key: value.sum() for key, value in self._per_layer().items()}
@@ -180,8 +187,9 @@ class SynOps(Metric):
             shape = None  # taken from the first batch
         self._lazy_shape = shape is None
         default = torch.zeros(shape if shape is not None else (0,), dtype=torch.float64)
-        self.add_state("synops_sum", default, dist_reduce_fx="sum")
-        self.add_state("samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("synops_sum", default, dist_reduce_fx="sum", persistent=True)
+        samples = torch.zeros((), dtype=torch.int64)
+        self.add_state("samples", samples, dist_reduce_fx="sum", persistent=True)
 
     def update(self, activations: Tensor) -> None:
         per_neuron = synops_per_neuron(activations, self.fanout)

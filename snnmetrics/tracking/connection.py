@@ -49,8 +49,8 @@ class ConnectionTap(Tap):
         self.want_structural = False
         self._counts: Tensor | None = None
         self._dense = 0
-        # A segment is a run of calls with one weight version, input feature shape and
-        # dtype; its pending counts are folded with that segment's fanout.
+        # A segment is a run of calls with one weight version and one input layout (row
+        # dims, feature shape, dtype); its pending counts are folded with its fanout.
         self._key: tuple[object, ...] | None = None
         self._feature_shape = torch.Size()
         self._row_dims: tuple[int, ...] = ()
@@ -76,7 +76,7 @@ class ConnectionTap(Tap):
         if n_rows < 0:
             return  # the layer itself rejects this input
         weight = self.rule.weight(module)
-        key = (x.shape[n_rows:], x.dtype, weight._version, weight.data_ptr())
+        key = (n_rows, x.shape[n_rows:], x.dtype, weight._version, weight.data_ptr())
         if key != self._key:
             self._start_segment(module, x, n_rows, key)
         rows = x.shape[0] if n_rows == 1 else math.prod(x.shape[:n_rows])
