@@ -59,7 +59,7 @@ class ConnectionTap(Tap):
         self._pending_rows = 0
         self._pending_all: Tensor | None = None
         self._pending_mac: Tensor | None = None
-        self._effective_fanout: Tensor | None = None
+        self._effective_fanout: Tensor | None = None  # of the weights since the last flush
         self._structural_fanout: Tensor | None = None  # this segment's, on the device
         # per feature shape: structural fanout (on the CPU) and dense taps per row
         self._structural: dict[torch.Size, tuple[Tensor, int]] = {}
@@ -79,12 +79,18 @@ class ConnectionTap(Tap):
         key = (n_rows, x.shape[n_rows:], x.dtype, weight._version, weight.data_ptr())
         if key != self._key:
             self._start_segment(module, x, n_rows, key)
+        if self._effective_fanout is None:  # first call since the last flush
+            self._effective_fanout = fanout_map(
+                module, self.rule, self._feature_shape, True
+            ).flatten()
         rows = x.shape[0] if n_rows == 1 else math.prod(x.shape[:n_rows])
+        self._note_call(x.shape[0] if n_rows else 1)
+        if rows == 0:
+            return  # an empty batch: nothing reaches the layer
         if self._pending_rows + rows > _EXACT_ROWS:
             self.flush()
         self._pending_rows += rows
         self._dense += rows * self._dense_per_row
-        self._note_call(x.shape[0] if n_rows else 1)
 
         a = x.detach().abs()
         nonzero = a.sign()
@@ -98,36 +104,48 @@ class ConnectionTap(Tap):
     def _start_segment(
         self, module: nn.Module, x: Tensor, n_rows: int, key: tuple[object, ...]
     ) -> None:
-        """Fold what was counted under the old weights/shape, then cache the new fanout."""
+        """Fold what was counted under the old weights or layout, then start anew."""
         self.flush()
         feature_shape = x.shape[n_rows:]
-        if self._counts is None:
-            self._counts = torch.zeros(4, dtype=torch.float64, device=x.device)
-        elif self._counts.device != x.device:  # the model moved
-            self._counts = self._counts.to(x.device)
-        if feature_shape not in self._structural:
-            structural = fanout_map(module, self.rule, feature_shape, False, device="cpu")
-            self._structural[feature_shape] = (structural.flatten(), int(structural.sum()))
-        structural_cpu, self._dense_per_row = self._structural[feature_shape]
-        self._structural_fanout = structural_cpu.to(x.device) if self.want_structural else None
-        self._effective_fanout = fanout_map(module, self.rule, feature_shape, True).flatten()
         # float32 counts are exact below 2**24 rows per element, see _EXACT_ROWS
         self._sum_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        # counters must be normal tensors even if the first call runs in inference mode
+        with torch.inference_mode(False):
+            if self._counts is None:
+                self._counts = torch.zeros(4, dtype=torch.float64, device=x.device)
+            elif self._counts.device != x.device:  # the model moved
+                self._counts = self._counts.to(x.device)
+            if feature_shape not in self._structural:
+                structural = fanout_map(module, self.rule, feature_shape, False, device="cpu")
+                self._structural[feature_shape] = (structural.flatten(), int(structural.sum()))
+            structural_cpu, self._dense_per_row = self._structural[feature_shape]
+            self._structural_fanout = (
+                structural_cpu.to(x.device) if self.want_structural else None
+            )
+            self._pending_all = torch.zeros(
+                feature_shape, dtype=self._sum_dtype, device=x.device
+            )
+            self._pending_mac = torch.zeros_like(self._pending_all)
         self._row_dims = tuple(range(n_rows))
         self._feature_shape = feature_shape
-        self._pending_all = torch.zeros(feature_shape, dtype=self._sum_dtype, device=x.device)
-        self._pending_mac = torch.zeros_like(self._pending_all)
         self._key = key
 
     def flush(self) -> None:
-        """Fold the pending nonzero counts into the cumulative totals."""
+        """Fold the pending nonzero counts into the cumulative totals.
+
+        The effective fanout in use was derived at the first call after the previous
+        flush. Every tracked weight change (its version counter moves) flushes first, and
+        so does every update, so weights edited in a way autograd does not track
+        (``weight.data[...] = 0``) between two updates are followed too.
+        """
+        effective, self._effective_fanout = self._effective_fanout, None
         if self._pending_rows == 0:
             return
-        assert self._counts is not None and self._effective_fanout is not None
+        assert self._counts is not None and effective is not None
         assert self._pending_all is not None and self._pending_mac is not None
         pending = torch.stack((self._pending_all.flatten(), self._pending_mac.flatten()))
         pending = pending.to(torch.float64)
-        self._counts[0:2] += pending @ self._effective_fanout
+        self._counts[0:2] += pending @ effective.to(pending.device)
         if self.want_structural:
             if self._structural_fanout is None:
                 cpu_map = self._structural[self._feature_shape][0]
