@@ -1,0 +1,31 @@
+"""Turning metric results into loggable scalars."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["scalars"]
+
+
+def scalars(name: str, result: Any) -> dict[str, Tensor]:
+    """Flatten a metric result into ``{"name/key/...": scalar tensor}`` for logging.
+
+    Nested dicts become ``/``-separated names; tensors with more than one element
+    (per-neuron rates, histograms) are left out, since loggers take scalars.
+
+    Example:
+        >>> import torch
+        >>> scalars("synops", {"synops": torch.tensor(3.0), "dense": torch.tensor(9.0)})
+        {'synops/synops': tensor(3.), 'synops/dense': tensor(9.)}
+    """
+    if isinstance(result, Mapping):
+        flat: dict[str, Tensor] = {}
+        for key, value in result.items():
+            flat.update(scalars(f"{name}/{key}", value))
+        return flat
+    if isinstance(result, Tensor) and result.numel() == 1:
+        return {name: result.reshape(())}
+    return {}

@@ -1,0 +1,131 @@
+"""A real lightning.Trainer fit on CPU logs the same figures as the metrics in a plain loop."""
+
+from __future__ import annotations
+
+import pytest
+
+pl = pytest.importorskip("lightning.pytorch", reason="lightning not installed: pip install lightning")
+
+import snntorch as snn  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from snnmetrics import SynapticOperations  # noqa: E402
+from snnmetrics.integrations.lightning import SNNMetricsCallback  # noqa: E402
+
+STEPS = 5
+
+
+def _network() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(6, 8), snn.Leaky(beta=0.8, init_hidden=True),
+        nn.Linear(8, 3), snn.Leaky(beta=0.8, init_hidden=True),
+    )
+
+
+def _forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    for module in net.modules():
+        if isinstance(module, snn.SpikingNeuron):
+            module.reset_mem()
+    return sum(net(x[:, t]) for t in range(x.shape[1]))  # type: ignore[return-value]
+
+
+class SpikingClassifier(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _network()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(_forward(self.net, x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        _forward(self.net, x)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        _forward(self.net, x)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def _data(seed: int, n: int) -> TensorDataset:
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n, STEPS, 6, generator=gen) < 0.5).float()
+    return TensorDataset(x, torch.randint(0, 3, (n,), generator=gen))
+
+
+def _loader(seed: int, n: int) -> DataLoader:
+    return DataLoader(_data(seed, n), batch_size=4, shuffle=False)
+
+
+def _plain_loop() -> dict[str, dict[str, torch.Tensor]]:
+    """The same training, by hand: one epoch of SGD, then validation, then test."""
+    net = _network()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    train, val, test = (SynapticOperations(net) for _ in range(3))
+    for x, y in _loader(1, 10):
+        train.discard_pending()
+        loss = nn.functional.cross_entropy(_forward(net, x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        train.update()
+    results = {"train": train.compute()}
+    for name, metric, seed, n in (("val", val, 2, 6), ("test", test, 3, 7)):
+        metric.discard_pending()
+        with torch.no_grad():
+            for x, _ in _loader(seed, n):
+                _forward(net, x)
+                metric.update()
+        results[name] = metric.compute()
+    return results
+
+
+def test_fit_logs_the_plain_loop_figures_per_stage():
+    expected = _plain_loop()
+    module = SpikingClassifier()
+    callback = SNNMetricsCallback({"synops": SynapticOperations}, network="net")
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
+        callbacks=[callback],
+    )
+    trainer.fit(module, _loader(1, 10), _loader(2, 6))
+    logged = dict(trainer.callback_metrics)
+    trainer.test(module, _loader(3, 7), verbose=False)
+    logged.update(trainer.callback_metrics)
+    for stage in ("train", "val", "test"):
+        for key, value in expected[stage].items():
+            got = logged[f"{stage}/synops/{key}"]
+            assert float(got) == pytest.approx(float(value), rel=1e-6), (stage, key)
+    assert float(expected["train"]["synops"]) != float(expected["val"]["synops"])
+    # hooks are gone after the run; the metric added nothing to the module's state
+    assert all(not m._forward_pre_hooks for m in module.net.modules())
+    assert not any(key.startswith("synops") for key in module.state_dict())
+
+
+def test_metric_attribute_adds_no_weights_to_the_lightning_module():
+    module = SpikingClassifier()
+    module.synops = SynapticOperations(module.net)
+    metric_keys = {k for k in module.state_dict() if k.startswith("synops.")}
+    assert metric_keys == {
+        "synops.samples", "synops.effective_acs", "synops.effective_macs", "synops.dense"
+    }
+    assert sum(p.numel() for p in module.parameters()) == sum(
+        p.numel() for p in module.net.parameters()
+    )
+
+
+def test_unknown_stage_and_missing_network_are_rejected():
+    with pytest.raises(ValueError, match="stages"):
+        SNNMetricsCallback({"s": SynapticOperations}, stages=("training",))
+    with pytest.raises(ValueError, match="at least one"):
+        SNNMetricsCallback({})
+    callback = SNNMetricsCallback({"s": SynapticOperations}, network="nope")
+    with pytest.raises(ValueError, match="nope"):
+        callback.setup(None, SpikingClassifier(), "fit")  # type: ignore[arg-type]
