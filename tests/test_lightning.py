@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import pytest
+import snntorch as snn
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-pl = pytest.importorskip("lightning.pytorch", reason="lightning not installed: pip install lightning")
-
-import snntorch as snn  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
-
-from snnmetrics import SynapticOperations  # noqa: E402
-from snnmetrics.integrations.lightning import SNNMetricsCallback  # noqa: E402
+from snnmetrics import SynapticOperations
+from snnmetrics.integrations.lightning import SNNMetricsCallback
 
 STEPS = 5
 
@@ -42,12 +40,10 @@ class SpikingClassifier(pl.LightningModule):
         return nn.functional.cross_entropy(_forward(self.net, x), y)
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        _forward(self.net, x)
+        _forward(self.net, batch[0])
 
     def test_step(self, batch, batch_idx):
-        x, y = batch
-        _forward(self.net, x)
+        _forward(self.net, batch[0])
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.5)
