@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["connection_sparsity", "footprint", "parameter_count"]
@@ -37,8 +38,12 @@ def footprint(model: nn.Module, include_state_buffers: bool = True) -> int:
     """
     _check_model(model)
     size = sum(p.numel() * p.element_size() for p in model.parameters())
+    seen: set[int] = set()  # a tensor registered in several modules counts once
     for module in model.modules():
         for name, buffer in module.named_buffers(recurse=False):
+            if id(buffer) in seen:
+                continue
+            seen.add(id(buffer))
             if include_state_buffers or name not in module._non_persistent_buffers_set:
                 size += buffer.numel() * buffer.element_size()
     return size
@@ -70,8 +75,11 @@ def connection_sparsity(model: nn.Module, decimals: int | None = 4) -> float:
             f"{type(model).__name__} has no Linear, Conv or recurrent layer: "
             "connection sparsity is undefined"
         )
-    fraction = zeros / total
-    return fraction if decimals is None else round(fraction, decimals)
+    if decimals is None:
+        return zeros / total
+    # NeuroBench divides as float32 tensors before rounding; do the same so that values
+    # on a rounding boundary round alike
+    return round(float(torch.tensor(zeros) / total), decimals)
 
 
 def _connection_weights(model: nn.Module) -> Iterator[Tensor]:

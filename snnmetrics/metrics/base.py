@@ -97,9 +97,9 @@ class HookedMetric(Metric):
         seen = self._window.batch_size
         samples = batch_size if batch_size is not None else seen
         assert samples is not None  # any hooked call sets it
-        self._open_window()
         self.samples += samples
         self._fold()
+        self._open_window()
 
     def discard_pending(self) -> None:
         """Forget what the hooks counted since the last ``update()``.
@@ -112,6 +112,7 @@ class HookedMetric(Metric):
 
     def _open_window(self) -> None:
         self._window.batch_size = None
+        self._window.first_call.clear()
         for tap in self._taps:
             tap.watch(self._window)
         self._calls_at_update = self._call_count()
