@@ -94,3 +94,25 @@ def test_synops_lazily_shaped_state_syncs_with_an_empty_rank(ddp3):
     _assert_same(results, expected)
     for rank_result in results:
         torch.testing.assert_close(rank_result["synops/s"], expected["synops"] / 0.5)
+
+
+def _ddp_wrapped_task(rank: int, world_size: int, shards: list[list[int]]) -> dict:
+    net = _model()
+    wrapped = nn.parallel.DistributedDataParallel(net)
+    metric = SynapticOperations(wrapped)  # hooks go on the inner module
+    assert metric.model is net
+    for index in shards[rank]:
+        x = _batch(index)
+        for module in net.modules():
+            if isinstance(module, snn.SpikingNeuron):
+                module.reset_mem()
+        with torch.no_grad():
+            for t in range(STEPS):
+                wrapped(x[:, t])
+        metric.update()
+    return metric.compute()
+
+
+def test_model_wrapped_in_distributed_data_parallel(ddp2):
+    expected = _run_synaptic(list(range(len(BATCH_SIZES))))
+    _assert_same(ddp2.run(_ddp_wrapped_task, [[1, 3], [0, 2]]), expected)
