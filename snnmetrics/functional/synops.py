@@ -14,7 +14,7 @@ def as_fanout(fanout: float | Tensor) -> Tensor:
     """Validate a fanout (a number or a per-neuron tensor) and return it as float64."""
     if isinstance(fanout, bool) or not isinstance(fanout, (int, float, Tensor)):
         raise TypeError(f"fanout must be a number or a tensor, got {type(fanout).__name__}")
-    value = torch.as_tensor(fanout).detach().to(torch.float64)
+    value = torch.as_tensor(fanout, dtype=torch.float64).detach()
     if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
         raise ValueError("fanout must be finite and non-negative")
     return value

@@ -14,8 +14,10 @@ from snnmetrics.tracking.hub import Tap
 __all__ = ["ConnectionTap", "ConnectionTotals"]
 
 # Pending per-element counts are float32 (the fast path) and each call adds at most its
-# number of rows to an element, so folding before 2**24 rows keeps every count exact.
-_EXACT_ROWS = 2**24
+# number of rows to an element, so folding before 2**24 rows keeps every count exact;
+# float64 pending counts (float64 input, or a single call of more rows) hold 2**53.
+_FLOAT32_EXACT = 2**24
+_FLOAT64_EXACT = 2**53
 
 
 class ConnectionTotals(NamedTuple):
@@ -55,6 +57,7 @@ class ConnectionTap(Tap):
         self._feature_shape = torch.Size()
         self._row_dims: tuple[int, ...] = ()
         self._sum_dtype: torch.dtype | None = None
+        self._row_limit = _FLOAT32_EXACT
         self._dense_per_row = 0
         self._pending_rows = 0
         self._pending_all: Tensor | None = None
@@ -75,20 +78,21 @@ class ConnectionTap(Tap):
         n_rows = x.ndim - self.n_features
         if n_rows < 0:
             return  # the layer itself rejects this input
-        weight = self.rule.weight(module)
-        key = (n_rows, x.shape[n_rows:], x.dtype, weight._version, weight.data_ptr())
-        if key != self._key:
-            self._start_segment(module, x, n_rows, key)
-        if self._effective_fanout is None:  # first call since the last flush
-            self._effective_fanout = fanout_map(
-                module, self.rule, self._feature_shape, True
-            ).flatten()
         rows = x.shape[0] if n_rows == 1 else math.prod(x.shape[:n_rows])
         self._note_call(x.shape[0] if n_rows else 1)
         if rows == 0:
             return  # an empty batch: nothing reaches the layer
-        if self._pending_rows + rows > _EXACT_ROWS:
+        weight = self.rule.weight(module)
+        huge = rows > _FLOAT32_EXACT  # such a call is summed in float64
+        key = (n_rows, x.shape[n_rows:], x.dtype, huge, weight._version, weight.data_ptr())
+        if key != self._key:
+            self._start_segment(module, x, n_rows, key)
+        if self._pending_rows + rows > self._row_limit:
             self.flush()
+        if self._effective_fanout is None:  # first call since the last flush
+            self._effective_fanout = fanout_map(
+                module, self.rule, self._feature_shape, True
+            ).flatten()
         self._pending_rows += rows
         self._dense += rows * self._dense_per_row
 
@@ -107,8 +111,9 @@ class ConnectionTap(Tap):
         """Fold what was counted under the old weights or layout, then start anew."""
         self.flush()
         feature_shape = x.shape[n_rows:]
-        # float32 counts are exact below 2**24 rows per element, see _EXACT_ROWS
-        self._sum_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        wide = x.dtype == torch.float64 or math.prod(x.shape[:n_rows]) > _FLOAT32_EXACT
+        self._sum_dtype = torch.float64 if wide else torch.float32
+        self._row_limit = _FLOAT64_EXACT if wide else _FLOAT32_EXACT
         # counters must be normal tensors even if the first call runs in inference mode
         with torch.inference_mode(False):
             if self._counts is None:
