@@ -2,5 +2,6 @@
 
 from snnmetrics.tracking.connection import ConnectionTap
 from snnmetrics.tracking.hub import Tap, Window, acquire, release
+from snnmetrics.tracking.neuron import NeuronTap
 
-__all__ = ["ConnectionTap", "Tap", "Window", "acquire", "release"]
+__all__ = ["ConnectionTap", "NeuronTap", "Tap", "Window", "acquire", "release"]

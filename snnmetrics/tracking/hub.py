@@ -8,12 +8,15 @@ and metrics may call ``update()`` at different times.
 
 Taps also record the batch size of the first call after a subscriber's last update
 (:class:`Window`), which is how ``update(batch_size=None)`` learns the number of samples.
+A tap may also leave in the window what only that first call knows (``Window.first_call``):
+a neuron's first step in a window counts every neuron, whatever its membrane did, and
+which call is first depends on when each subscriber last updated.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from torch import nn
@@ -23,12 +26,19 @@ __all__ = ["Tap", "Window", "acquire", "release"]
 
 
 class Window:
-    """What one subscriber has seen since its last ``update()``: the first batch size."""
+    """What one subscriber has seen since its last ``update()``.
 
-    __slots__ = ("batch_size",)
+    ``batch_size`` is the batch size of the first hooked call; ``first_call`` maps a tap to
+    what it recorded at its own first call of the window (a device tensor, say). The
+    subscriber reads ``first_call`` when it folds the window; opening the next window
+    clears it.
+    """
+
+    __slots__ = ("batch_size", "first_call")
 
     def __init__(self) -> None:
         self.batch_size: int | None = None
+        self.first_call: dict[Tap, Any] = {}
 
 
 class Tap:
@@ -46,13 +56,16 @@ class Tap:
         if window not in self._awaiting:
             self._awaiting.append(window)
 
-    def _note_call(self, batch_size: int) -> None:
+    def _note_call(self, batch_size: int) -> Sequence[Window]:
+        """Count a call; return the windows for which it is this tap's first call."""
         self.calls += 1
-        if self._awaiting:
-            for window in self._awaiting:
-                if window.batch_size is None:
-                    window.batch_size = batch_size
-            self._awaiting.clear()
+        if not self._awaiting:
+            return ()
+        firsts, self._awaiting = self._awaiting, []
+        for window in firsts:
+            if window.batch_size is None:
+                window.batch_size = batch_size
+        return firsts
 
     def close(self) -> None:
         for handle in self._handles:

@@ -1,0 +1,163 @@
+"""Per-layer firing-rate distributions: :class:`FiringRate`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from snnmetrics.functional.neuron import bin_edges, firing_rate_statistics, firing_rates
+from snnmetrics.metrics.neuron import NeuronMetric
+from snnmetrics.plot import plot_firing_rates
+from snnmetrics.tracking.neuron import NeuronTap, NeuronTotals
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["FiringRate"]
+
+_MAX_DIMS = 8
+
+
+def agree_on_shapes(metric: Metric, names: Sequence[str], group: Any) -> None:
+    """Give each lazily shaped state (empty until its first data) one shape on every rank.
+
+    A rank that saw no data gets the shape the others found (zeros), so that it syncs
+    like them. If ranks found different shapes, every rank raises a ``ValueError`` (none
+    is left waiting in the sync). One ``all_reduce`` for all the states.
+    """
+    states: list[Tensor] = [getattr(metric, name) for name in names]
+    rows = []
+    for name, state in zip(names, states, strict=True):
+        if state.ndim > _MAX_DIMS:
+            raise ValueError(f"state {name} has more than {_MAX_DIMS} dimensions")
+        shape = list(state.shape) if state.numel() else []
+        marker = state.ndim + 1 if state.numel() else 0
+        rows.append([marker, *shape, *[0] * (_MAX_DIMS - len(shape))])
+    most = torch.tensor(rows, dtype=torch.int64, device=states[0].device)
+    # the largest and (as -max of -x) the smallest shape among ranks that have one
+    least = torch.where(most[:, :1] > 0, most, torch.iinfo(torch.int64).max)
+    both = torch.cat([most, -least])
+    dist.all_reduce(both, dist.ReduceOp.MAX, group=group)
+    for name, state, high, low in zip(
+        names, states, both[: len(names)].tolist(), (-both[len(names) :]).tolist(), strict=True
+    ):
+        if high[0] == 0:
+            continue  # no rank saw data
+        if high != low:
+            here = tuple(state.shape) if state.numel() else "no data"
+            raise ValueError(f"ranks saw different shapes for state {name} ({here} on this rank)")
+        if state.numel() == 0:
+            setattr(metric, name, state.new_zeros(tuple(high[1 : high[0]])))
+
+
+def adopt_shapes(metric: Metric, names: Sequence[str], incoming: dict[str, Any]) -> dict[str, Any]:
+    """Before merging ``incoming`` into ``metric``, give an empty lazy state the other's shape."""
+    incoming = dict(incoming)
+    for name in names:
+        mine, theirs = getattr(metric, name), incoming[name]
+        if theirs.numel() == 0 and mine.numel():
+            incoming[name] = torch.zeros_like(mine)
+        elif mine.numel() == 0 and theirs.numel():
+            setattr(metric, name, torch.zeros_like(theirs, device=mine.device))
+    return incoming
+
+
+class FiringRate(NeuronMetric):
+    """Each spiking neuron's firing rate, and its distribution over each layer's neurons.
+
+    The rate of a neuron is its spikes (nonzero outputs) over the sample-steps it ran:
+    ``spikes / (samples x steps)``. The state is one int64 spike count per neuron and one
+    sample-step count per layer, whatever the number of batches and steps. ``compute()``
+    returns, per layer name, a dict of ``rates`` (float64, the layer's neuron shape) and,
+    over the layer's neurons, ``mean``, ``std`` (Bessel's correction), ``min``, ``max``,
+    ``median``, ``q1``, ``q3`` (numpy's default linear percentiles), ``histogram`` (int64
+    counts) and its ``bin_edges``: ``bins`` equal bins on [0, 1] or the given edges.
+    Layers that never ran are left out. Every call of a layer must have the same neurons
+    (shape per sample). :meth:`plot` draws a box plot per layer.
+
+    snnTorch neurons do not know how many neurons they have, so each layer's count state
+    is empty until the layer first runs. Under DDP, a rank that saw no data takes the
+    others' shapes when the states sync (one extra ``all_reduce`` of the shapes), and
+    :meth:`merge_state` does the same, so every rank syncs the same states.
+
+    Example:
+        >>> import torch, snntorch as snn
+        >>> from snnmetrics import FiringRate
+        >>> net = torch.nn.Sequential(torch.nn.Identity(),
+        ...                           snn.Leaky(beta=0.5, threshold=0.5, init_hidden=True))
+        >>> with FiringRate(net, bins=4) as rates:
+        ...     for t in range(4):
+        ...         _ = net(torch.tensor([[0.0, 0.3, 1.0]]))
+        ...     rates.update()
+        ...     layer = rates.compute()["1"]
+        >>> layer["rates"].tolist(), layer["histogram"].tolist()  # 0.3 crosses 0.5 once in 4 steps
+        ([0.0, 0.25, 1.0], [1, 1, 0, 1])
+    """
+
+    observations: Tensor
+
+    def __init__(
+        self, model: nn.Module, bins: int | Sequence[float] | Tensor = 20, **kwargs: Any
+    ) -> None:
+        edges = bin_edges(bins)
+        super().__init__(model, **kwargs)
+        self.bin_edges = edges
+        self._lazy = [f"spikes_{i}" for i in range(len(self.layer_names))]
+        for name in self._lazy:
+            self._add_count(name, (0,))
+        self._add_count("observations", (len(self.layer_names),))
+
+    def _track(self, taps: Sequence[NeuronTap]) -> None:
+        for tap in taps:
+            tap.track_per_neuron()
+
+    def _fold_layer(
+        self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
+    ) -> None:
+        self.observations[i] += now.rows - before.rows
+        if now.per_neuron is None:
+            return  # the layer has not run since this metric began counting
+        spikes = now.per_neuron.to(self.observations.device)
+        if before.per_neuron is not None:
+            spikes = spikes - before.per_neuron.to(spikes.device)
+        state: Tensor = getattr(self, self._lazy[i])
+        if state.numel() == 0:
+            with torch.inference_mode(False):  # a state must stay updatable outside it
+                state = torch.zeros(spikes.shape, dtype=torch.int64, device=spikes.device)
+            setattr(self, self._lazy[i], state)
+        state += spikes.to(torch.int64)
+
+    def compute(self) -> dict[str, dict[str, Tensor]]:
+        self._samples()
+        self._check_finite()
+        result = {}
+        for i, name in enumerate(self.layer_names):
+            if int(self.observations[i]) > 0:
+                rates = firing_rates(getattr(self, self._lazy[i]), self.observations[i])
+                result[name] = firing_rate_statistics(rates, self.bin_edges)
+        return result
+
+    def plot(
+        self, val: dict[str, dict[str, Tensor]] | None = None, ax: Axes | None = None
+    ) -> tuple[Figure, Axes]:
+        """Box plot of each layer's rates over its neurons (means shown); ``(fig, ax)``.
+
+        Args:
+            val: a result of :meth:`compute`; computed now if ``None``.
+            ax: axes to draw into; a new figure is made if ``None``.
+        """
+        return plot_firing_rates(self.compute() if val is None else val, ax=ax)
+
+    def _reduce_states(self, incoming_state: dict[str, Any]) -> None:
+        super()._reduce_states(adopt_shapes(self, self._lazy, incoming_state))
+
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any | None = None) -> None:
+        agree_on_shapes(self, self._lazy, process_group or self.process_group)
+        kwargs = {} if dist_sync_fn is None else {"dist_sync_fn": dist_sync_fn}
+        super()._sync_dist(process_group=process_group, **kwargs)

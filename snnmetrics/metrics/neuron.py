@@ -1,0 +1,280 @@
+"""Neuron workload: membrane updates, neuron operations, activation sparsity."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from snnmetrics.functional.neuron import (
+    activation_sparsity,
+    membrane_updates,
+    neuron_operations,
+)
+from snnmetrics.metrics.base import HookedMetric, unwrap_model
+from snnmetrics.neurons import Costs, NeuronRule, find_neurons, neuron_cost
+from snnmetrics.tracking.hub import acquire
+from snnmetrics.tracking.neuron import NeuronTap, NeuronTotals
+
+__all__ = ["ActivationSparsity", "MembraneUpdates", "NeuronMetric", "NeuronOperations"]
+
+
+class NeuronMetric(HookedMetric):
+    """Base of the metrics that watch neurons (see :mod:`snnmetrics.neurons`).
+
+    Subclasses say which neurons they watch (:meth:`_watches`), what the shared taps must
+    count for them (:meth:`_track`) and how one layer's counts since the last update go
+    into the states (:meth:`_fold_layer`).
+    """
+
+    _what = "spiking neuron"
+    nonfinite: Tensor
+
+    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        layers = [(n, m) for n, m, rule in find_neurons(self.model) if self._watches(n, rule)]
+        if not layers:
+            raise ValueError(
+                f"{type(self.model).__name__} has no {self._what} to watch (snnTorch neurons, "
+                "or a type registered with snnmetrics.register_neuron)"
+            )
+        self.layer_names = [name for name, _ in layers]
+        taps = [acquire(module, NeuronTap) for _, module in layers]
+        self._track(taps)
+        self._neuron_taps = taps
+        self._add_count("nonfinite", ())
+        self._subscribe(taps)
+        self._snapshots: list[NeuronTotals] = [tap.totals() for tap in taps]
+
+    def _add_count(self, name: str, shape: tuple[int, ...]) -> None:
+        """Register an int64 count state, summed across ranks and kept in checkpoints."""
+        zeros = torch.zeros(shape, dtype=torch.int64)
+        self.add_state(name, zeros, dist_reduce_fx="sum", persistent=True)
+
+    def _watches(self, name: str, rule: NeuronRule) -> bool:
+        return rule.spiking
+
+    def _track(self, taps: Sequence[NeuronTap]) -> None:
+        """Ask the taps for what this metric needs beyond nonzero outputs."""
+
+    def _fold(self) -> None:
+        device = self.nonfinite.device
+        for i, tap in enumerate(self._neuron_taps):
+            now, before = tap.totals(), self._snapshots[i]
+            self._snapshots[i] = now
+            counts = now.counts.to(device) - before.counts.to(device)
+            self.nonfinite += counts[2].to(torch.int64)
+            first = self._window.first_call.get(tap)  # cleared when the next window opens
+            self._fold_layer(i, now, before, counts, first)
+
+    def _skip(self) -> None:
+        self._snapshots = [tap.totals() for tap in self._neuron_taps]
+
+    def _fold_layer(
+        self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
+    ) -> None:
+        """Add layer ``i``'s counts since the last update (``counts = now - before``)."""
+        raise NotImplementedError
+
+    def _synced(self) -> Any:
+        """The states of all ranks while in the context, as in ``compute()``."""
+        return self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+        )
+
+    def _check_finite(self) -> None:
+        if int(self.nonfinite) > 0:
+            raise ValueError(
+                f"{type(self).__name__}: a watched neuron produced NaN spikes or membranes; "
+                "its figures are undefined"
+            )
+
+
+class _MembraneMetric(NeuronMetric):
+    """Membrane updates per layer: every neuron at a window's first step, then changed ones."""
+
+    updates: Tensor
+    neuron_steps: Tensor
+
+    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self._add_count("updates", (len(self.layer_names),))
+        self._add_count("neuron_steps", (len(self.layer_names),))
+
+    def _watches(self, name: str, rule: NeuronRule) -> bool:
+        if rule.spiking and not rule.has_membrane:
+            raise TypeError(
+                f"layer {name!r} is a neuron registered without membrane readers: "
+                f"{type(self).__name__} needs NeuronRule(membrane_before=..., membrane_after=...)"
+            )
+        return rule.spiking
+
+    def _track(self, taps: Sequence[NeuronTap]) -> None:
+        for tap in taps:
+            tap.track_membrane()
+
+    def _fold_layer(
+        self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
+    ) -> None:
+        changed = counts[1]
+        if first is not None:  # this window's first call counts every neuron
+            changed = changed + first.to(changed.device)
+        self.updates[i] += changed.nan_to_num(0).to(torch.int64)
+        self.neuron_steps[i] += now.neuron_steps - before.neuron_steps
+
+
+class MembraneUpdates(_MembraneMetric):
+    """Membrane updates per sample of every spiking neuron of a model.
+
+    At the first step of a sample every neuron counts; at every later step the neurons
+    whose membrane changed (all of them if the state starts afresh). The first step is the
+    first call of each neuron after an ``update()``, so update once per batch, as NeuroBench
+    2.3.0's ``MembraneUpdates`` does (it resets its hooks per batch); the figures equal its
+    figures, and neurons with ``init_hidden=False`` are counted too.
+
+    ``compute()`` returns a float64 tensor; ``compute_per_layer()`` one per layer name.
+
+    Example:
+        >>> import torch, snntorch as snn
+        >>> from snnmetrics import MembraneUpdates
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False),
+        ...                           snn.Leaky(beta=0.9, init_hidden=True))
+        >>> with MembraneUpdates(net) as metric:
+        ...     for t in range(5):
+        ...         _ = net(torch.zeros(2, 4))
+        ...     metric.update()
+        ...     float(metric.compute())  # the membrane stays 0: 3 neurons at the first step only
+        3.0
+    """
+
+    def compute(self) -> Tensor:
+        self._check_finite()
+        return membrane_updates(self.updates, self._samples())
+
+    def compute_per_layer(self) -> dict[str, Tensor]:
+        """Membrane updates per sample of each layer (synced across ranks)."""
+        with self._synced():
+            self._check_finite()
+            samples = self._samples()
+            return {
+                name: membrane_updates(self.updates[i], samples)
+                for i, name in enumerate(self.layer_names)
+            }
+
+
+class NeuronOperations(_MembraneMetric):
+    """Neuron operations per sample: membrane updates times each neuron type's op cost.
+
+    ``effective`` counts the operations of the membrane updates (see
+    :class:`MembraneUpdates`), ``dense`` those of updating every neuron at every step.
+    Costs per update come from :data:`snnmetrics.neurons.SNNTORCH_COSTS` (NeuroBench
+    2.3.0's table for ``Leaky``, ``Synaptic``, ``Lapicque``, ``Alpha``, extended to no
+    reset and to ``RLeaky``/``RSynaptic``; the derivation is in :mod:`snnmetrics.neurons`)
+    or the neuron's registered rule. ``costs`` overrides them: it maps a neuron type (class
+    or name) to a number or to a dict reset mechanism -> number, e.g.
+    ``{"Leaky": {"subtract": 5}}``. The costs in use, per layer name, are ``metric.costs``.
+
+    ``compute()`` returns float64 tensors ``effective`` and ``dense``; ``compute_per_layer()``
+    the same per layer name.
+
+    Example:
+        >>> import torch, snntorch as snn
+        >>> from snnmetrics import NeuronOperations
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3),
+        ...                           snn.Leaky(beta=0.9, init_hidden=True))
+        >>> with NeuronOperations(net) as ops:
+        ...     for t in range(5):
+        ...         _ = net(torch.ones(2, 4))
+        ...     ops.update()
+        ...     float(ops.compute()["dense"])  # 3 neurons x 5 steps x 4 operations
+        60.0
+    """
+
+    def __init__(self, model: nn.Module, costs: Costs | None = None, **kwargs: Any) -> None:
+        # resolve every cost first: an unknown one must fail before any hook is added
+        known = {
+            name: neuron_cost(module, costs)
+            for name, module, rule in find_neurons(unwrap_model(model))
+            if rule.spiking and rule.has_membrane
+        }
+        super().__init__(model, **kwargs)
+        self.costs: dict[str, float] = {name: known[name] for name in self.layer_names}
+
+    def _cost_vector(self) -> Tensor:
+        costs = list(self.costs.values())
+        return torch.tensor(costs, dtype=torch.float64, device=self.updates.device)
+
+    def compute(self) -> dict[str, Tensor]:
+        self._check_finite()
+        samples = self._samples()
+        return neuron_operations(self.updates, self.neuron_steps, self._cost_vector(), samples)
+
+    def compute_per_layer(self) -> dict[str, dict[str, Tensor]]:
+        """The figures of :meth:`compute`, for each layer name (synced across ranks)."""
+        with self._synced():
+            self._check_finite()
+            samples, cost = self._samples(), self._cost_vector()
+            return {
+                name: neuron_operations(
+                    self.updates[i : i + 1], self.neuron_steps[i : i + 1], cost[i : i + 1], samples
+                )
+                for i, name in enumerate(self.layer_names)
+            }
+
+
+class ActivationSparsity(NeuronMetric):
+    """Fraction of zero activations over every activation output of a model.
+
+    Counts the outputs of spiking neurons (their spikes), ``nn.ReLU`` and ``nn.Sigmoid``
+    (and types registered with :func:`snnmetrics.register_neuron`), over all samples and
+    steps: ``zeros / elements``. ``compute()`` returns a float64 tensor in [0, 1]; with
+    ``by_layer=True`` a dict layer name -> tensor (layers that never ran are left out).
+    NeuroBench 2.3.0's ``ActivationSparsity`` and ``ActivationSparsityByLayer`` give the
+    same figures (its global figure averages batches weighted by their size, which is the
+    same when every batch runs the same number of steps).
+
+    Example:
+        >>> import torch
+        >>> from snnmetrics import ActivationSparsity
+        >>> net = torch.nn.Sequential(torch.nn.Identity(), torch.nn.ReLU())
+        >>> with ActivationSparsity(net) as sparsity:
+        ...     _ = net(torch.tensor([[-1.0, 2.0, -3.0, 4.0]]))
+        ...     sparsity.update()
+        ...     float(sparsity.compute())
+        0.5
+    """
+
+    _what = "activation (neuron, nn.ReLU, nn.Sigmoid)"
+    zeros: Tensor
+    elements: Tensor
+
+    def __init__(self, model: nn.Module, by_layer: bool = False, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.by_layer = bool(by_layer)
+        self._add_count("zeros", (len(self.layer_names),))
+        self._add_count("elements", (len(self.layer_names),))
+
+    def _watches(self, name: str, rule: NeuronRule) -> bool:
+        return True
+
+    def _fold_layer(
+        self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
+    ) -> None:
+        elements = now.outputs - before.outputs
+        self.elements[i] += elements
+        self.zeros[i] += (elements - counts[0]).to(torch.int64)
+
+    def compute(self) -> Tensor | dict[str, Tensor]:
+        self._samples()
+        self._check_finite()
+        if not self.by_layer:
+            return activation_sparsity(self.zeros, self.elements)
+        return {
+            name: activation_sparsity(self.zeros[i], self.elements[i])
+            for i, name in enumerate(self.layer_names)
+            if int(self.elements[i]) > 0
+        }

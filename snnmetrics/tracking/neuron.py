@@ -1,0 +1,212 @@
+"""The tap on neurons: nonzero outputs, spikes per neuron, membrane updates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from snnmetrics.neurons import require_neuron_rule
+from snnmetrics.tracking.hub import Tap, Window
+
+__all__ = ["NeuronTap", "NeuronTotals"]
+
+
+class NeuronTotals(NamedTuple):
+    """Cumulative counts of one neuron layer since its tap was created.
+
+    ``counts`` is a float64 vector on the output's device: ``[nonzero outputs, changed
+    membranes, non-finite readings]``; ``per_neuron`` the nonzero outputs of each neuron
+    (float64, the neuron shape) since :meth:`NeuronTap.track_per_neuron`, else ``None``.
+    ``rows`` sums dim 0 of the outputs (samples x steps), ``outputs`` counts output
+    elements and ``neuron_steps`` membrane elements, over all calls.
+    """
+
+    counts: Tensor
+    per_neuron: Tensor | None
+    rows: int
+    outputs: int
+    neuron_steps: int
+
+
+def _nonzero(x: Tensor) -> Tensor:
+    """1 where ``x`` is nonzero, 0 where it is zero, NaN where it is NaN (elementwise)."""
+    x = x.detach()
+    if not x.is_floating_point():
+        x = x.to(torch.float32)
+    # abs/clamp/ceil: arithmetic only (x != 0 is several times slower on the CPU)
+    return x.abs().clamp_(max=1).ceil_()
+
+
+def _sum_dtype(x: Tensor) -> torch.dtype | None:
+    """A dtype that sums the 0/1 entries of ``x`` exactly."""
+    if x.numel() > _EXACT_FLOAT32:
+        return torch.float64
+    # half precision counts only to 2048 exactly: sum those in float32
+    return None if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+_EXACT_FLOAT32 = 2**24  # float32 counts every integer up to here
+
+
+class NeuronTap(Tap):
+    """Counts, per call of a neuron, its nonzero outputs and its updated membranes.
+
+    Every call adds its nonzero outputs (per neuron once a subscriber asks for it) and, once
+    a subscriber tracks the membrane, the number of neurons whose membrane changed to
+    pending device buffers. A call whose membrane starts from a fresh state (none, or of
+    another shape) counts every neuron. The first call of a subscriber's window counts
+    every neuron too; the tap leaves the difference (neurons minus changed ones) in that
+    window's ``first_call``. NaN readings are kept out of the counts and counted apart when
+    the buffers are folded into the totals (:meth:`flush`).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__(module)
+        self.rule = require_neuron_rule(module)
+        self._membrane = False
+        self._per_neuron_wanted = False
+        self._before: Tensor | None = None
+        self._counts: Tensor | None = None  # [nonzero, changed, non-finite]
+        self._pending: Tensor | None = None  # [nonzero, changed] since the last flush
+        self._pending_nonzero: Tensor | None = None  # views of its entries, set with it
+        self._pending_changed: Tensor | None = None
+        self._per_neuron: Tensor | None = None
+        self._pending_per_neuron: Tensor | None = None
+        self._rows = 0
+        self._outputs = 0
+        self._neuron_steps = 0
+        self._handles.append(module.register_forward_hook(self._hook, with_kwargs=True))
+
+    def track_membrane(self) -> None:
+        """Start counting membrane updates (hooks the call's start as well)."""
+        if self._membrane:
+            return
+        if not self.rule.has_membrane:
+            raise TypeError(f"{type(self.module_ref()).__name__} has no membrane to track")
+        module = self.module_ref()
+        assert module is not None
+        self._handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+        self._membrane = True
+
+    def track_per_neuron(self) -> None:
+        """Start counting nonzero outputs per neuron."""
+        self._per_neuron_wanted = True
+
+    def _pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        assert self.rule.membrane_before is not None
+        self._before = self.rule.membrane_before(module, args, kwargs)
+
+    def _hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        spikes = self.rule.spikes(module, output)
+        if not isinstance(spikes, Tensor):
+            raise TypeError(
+                f"the spikes of {type(module).__name__} must be a tensor, got "
+                f"{type(spikes).__name__}: register a NeuronRule that reads them"
+            )
+        rows = spikes.shape[0] if spikes.ndim else 1
+        firsts = self._note_call(rows)
+        self._pending_on(spikes.device)
+        self._rows += rows
+        self._outputs += spikes.numel()
+        nonzero = _nonzero(spikes)
+        if self._per_neuron_wanted:
+            self._count_per_neuron(nonzero)
+        else:
+            assert self._pending_nonzero is not None
+            self._pending_nonzero.add_(nonzero.sum(dtype=_sum_dtype(nonzero)))
+        if self._membrane:
+            self._count_membrane(module, output, firsts)
+
+    def _count_per_neuron(self, nonzero: Tensor) -> None:
+        per_row = nonzero if nonzero.ndim == 0 else nonzero.sum(0, dtype=_sum_dtype(nonzero))
+        buffer = self._pending_per_neuron
+        if buffer is None:
+            with torch.inference_mode(False):
+                buffer = torch.zeros(per_row.shape, dtype=torch.float64, device=per_row.device)
+                self._per_neuron = torch.zeros_like(buffer)
+            self._pending_per_neuron = buffer
+        elif buffer.shape != per_row.shape:
+            raise ValueError(
+                f"{type(self.module_ref()).__name__} was called with {tuple(per_row.shape)} "
+                f"neurons per sample after {tuple(buffer.shape)}: firing rates need the same "
+                "neurons in every call of a layer"
+            )
+        buffer += per_row
+
+    def _count_membrane(self, module: nn.Module, output: Any, firsts: Sequence[Window]) -> None:
+        assert self.rule.membrane_after is not None and self._pending_changed is not None
+        before, self._before = self._before, None
+        after = self.rule.membrane_after(module, output)
+        if not isinstance(after, Tensor):
+            raise TypeError(
+                f"the membrane of {type(module).__name__} must be a tensor, got "
+                f"{type(after).__name__}: register a NeuronRule that reads it"
+            )
+        neurons = after.numel()
+        self._neuron_steps += neurons
+        if before is None or before.shape != after.shape:
+            self._pending_changed.add_(neurons)
+            return
+        difference = after.detach() - before.detach()
+        if not difference.is_floating_point():
+            difference = difference.to(torch.float32)
+        changed = difference.abs_().clamp_(max=1).ceil_().sum(dtype=_sum_dtype(difference))
+        self._pending_changed.add_(changed)
+        if firsts:
+            correction = neurons - changed
+            for window in firsts:
+                window.first_call[self] = correction
+
+    def _pending_on(self, device: torch.device) -> None:
+        """Make the pending buffers on ``device`` if they are elsewhere (the model moved)."""
+        if self._pending is not None and self._pending.device == device:
+            return
+        self.flush()
+        # counters must be normal tensors even if the first call runs in inference mode
+        with torch.inference_mode(False):
+            counts = torch.zeros(3, dtype=torch.float64, device=device)
+            if self._counts is not None:
+                counts += self._counts.to(device)
+            self._counts = counts
+            if self._per_neuron is not None:
+                self._per_neuron = self._per_neuron.to(device)
+                self._pending_per_neuron = torch.zeros_like(self._per_neuron)
+            self._pending = torch.zeros(2, dtype=torch.float64, device=device)
+            self._pending_nonzero, self._pending_changed = self._pending[0], self._pending[1]
+
+    def flush(self) -> None:
+        """Fold the pending buffers into the cumulative totals, NaN counted apart."""
+        counts, pending = self._counts, self._pending
+        if counts is None or pending is None:
+            return
+        buffer = self._pending_per_neuron
+        if buffer is not None:
+            nan = torch.isnan(buffer)
+            counts[2] += nan.sum()
+            clean = buffer.masked_fill_(nan, 0)
+            pending[0].add_(clean.sum())
+            assert self._per_neuron is not None
+            self._per_neuron += clean
+            clean.zero_()
+        nan = torch.isnan(pending)
+        counts[2] += nan.sum()
+        counts[:2] += pending.masked_fill_(nan, 0)
+        pending.zero_()
+
+    def totals(self) -> NeuronTotals:
+        """Flush, then return the cumulative totals (copies, safe to keep as a snapshot)."""
+        self.flush()
+        counts = self._counts
+        per_neuron = self._per_neuron
+        return NeuronTotals(
+            counts.clone() if counts is not None else torch.zeros(3, dtype=torch.float64),
+            per_neuron.clone() if per_neuron is not None else None,
+            self._rows,
+            self._outputs,
+            self._neuron_steps,
+        )
