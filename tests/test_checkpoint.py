@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import io
 
-import snntorch as snn
+import pytest
 import torch
-from torch import nn
 
-from snnmetrics import SynapticOperations, SynOps
-
-STEPS = 3
-
-
-def _net() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv1d(1, 3, 3, padding="same"), snn.Leaky(beta=0.7, init_hidden=True),
-        nn.Flatten(), nn.Linear(3 * 8, 4), snn.Leaky(beta=0.7, init_hidden=True),
-    )
-
-
-def _batches() -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(5)
-    return [(torch.rand(b, STEPS, 1, 8, generator=gen) < 0.5).float() * (1 + i % 2)
-            for i, b in enumerate((3, 4, 2, 5))]
-
-
-def _run(net: nn.Module, metric: SynapticOperations, batches: list[torch.Tensor]) -> None:
-    for x in batches:
-        for module in net.modules():
-            if isinstance(module, snn.SpikingNeuron):
-                module.reset_mem()
-        for t in range(STEPS):
-            net(x[:, t])
-        metric.update()
+from snnmetrics import SynOps
+from tests.workloads import (
+    BATCH_SIZES,
+    FACTORIES,
+    assert_equal,
+    build_net,
+    feed,
+    figures,
+    run_metrics,
+)
 
 
 def _roundtrip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -44,27 +26,20 @@ def _roundtrip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return torch.load(buffer)
 
 
-def test_synaptic_operations_resumes_from_a_checkpoint():
-    batches = _batches()
-    net = _net()
-    uninterrupted = SynapticOperations(net)
-    _run(net, uninterrupted, batches)
-    expected = uninterrupted.compute_per_layer()
-    uninterrupted.detach()
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_every_hooked_metric_resumes_from_a_checkpoint(name):
+    everything = list(range(len(BATCH_SIZES)))
+    expected = figures(run_metrics([name], everything)[name])
 
-    net = _net()
-    first = SynapticOperations(net)
-    _run(net, first, batches[:2])
+    net = build_net()
+    first = FACTORIES[name](net)
+    feed(net, [first], everything[:2])
     saved = _roundtrip(first.state_dict())
     first.detach()
-    resumed = SynapticOperations(net)
+    resumed = FACTORIES[name](net)
     resumed.load_state_dict(saved)
-    _run(net, resumed, batches[2:])
-    got = resumed.compute_per_layer()
-    for name, figures in expected.items():
-        for key, value in figures.items():
-            assert torch.equal(got[name][key], value), (name, key)
-    assert float(expected["0"]["effective_macs"]) > 0  # graded batches gave MAC calls
+    feed(net, [resumed], everything[2:])
+    assert_equal(figures(resumed), expected, name)
 
 
 def test_synops_resumes_from_a_checkpoint_with_a_lazily_shaped_state():

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import lightning.pytorch as pl
 import pytest
 import snntorch as snn
@@ -9,8 +14,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import snnmetrics as sm
 from snnmetrics import SynapticOperations
 from snnmetrics.integrations.lightning import SNNMetricsCallback
+
+METRICS = {
+    "synops": sm.SynapticOperations,
+    "neuron_ops": sm.NeuronOperations,
+    "membrane": sm.MembraneUpdates,
+    "sparsity": sm.ActivationSparsity,
+    "firing": sm.FiringRate,
+}
 
 STEPS = 5
 
@@ -59,33 +73,40 @@ def _loader(seed: int, n: int) -> DataLoader:
     return DataLoader(_data(seed, n), batch_size=4, shuffle=False)
 
 
-def _plain_loop() -> dict[str, dict[str, torch.Tensor]]:
+def _plain_loop() -> dict[str, torch.Tensor]:
     """The same training, by hand: one epoch of SGD, then validation, then test."""
     net = _network()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
-    train, val, test = (SynapticOperations(net) for _ in range(3))
+    stages = {stage: {n: make(net) for n, make in METRICS.items()}
+              for stage in ("train", "val", "test")}
     for x, y in _loader(1, 10):
-        train.discard_pending()
+        for metric in stages["train"].values():
+            metric.discard_pending()
         loss = nn.functional.cross_entropy(_forward(net, x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        train.update()
-    results = {"train": train.compute()}
-    for name, metric, seed, n in (("val", val, 2, 6), ("test", test, 3, 7)):
-        metric.discard_pending()
+        for metric in stages["train"].values():
+            metric.update()
+    for stage, seed, n in (("val", 2, 6), ("test", 3, 7)):
+        for metric in stages[stage].values():
+            metric.discard_pending()
         with torch.no_grad():
             for x, _ in _loader(seed, n):
                 _forward(net, x)
-                metric.update()
-        results[name] = metric.compute()
-    return results
+                for metric in stages[stage].values():
+                    metric.update()
+    logged = {}
+    for stage, metrics in stages.items():
+        for name, metric in metrics.items():
+            logged.update(sm.scalars(f"{stage}/{name}", metric.compute()))
+    return logged
 
 
 def test_fit_logs_the_plain_loop_figures_per_stage():
     expected = _plain_loop()
     module = SpikingClassifier()
-    callback = SNNMetricsCallback({"synops": SynapticOperations}, network="net")
+    callback = SNNMetricsCallback(METRICS, network="net")
     trainer = pl.Trainer(
         max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=2,
@@ -95,11 +116,11 @@ def test_fit_logs_the_plain_loop_figures_per_stage():
     logged = dict(trainer.callback_metrics)
     trainer.test(module, _loader(3, 7), verbose=False)
     logged.update(trainer.callback_metrics)
-    for stage in ("train", "val", "test"):
-        for key, value in expected[stage].items():
-            got = logged[f"{stage}/synops/{key}"]
-            assert float(got) == pytest.approx(float(value), rel=1e-6), (stage, key)
-    assert float(expected["train"]["synops"]) != float(expected["val"]["synops"])
+    assert set(logged) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(logged[key], value, rtol=0, atol=0, msg=key)
+    assert float(expected["train/synops/synops"]) != float(expected["val/synops/synops"])
+    assert len(expected) > 40  # every scalar of every metric, per stage
     # hooks are gone after the run; the metric added nothing to the module's state
     assert all(not m._forward_pre_hooks for m in module.net.modules())
     assert not any(key.startswith("synops") for key in module.state_dict())
@@ -125,3 +146,27 @@ def test_unknown_stage_and_missing_network_are_rejected():
     callback = SNNMetricsCallback({"s": SynapticOperations}, network="nope")
     with pytest.raises(ValueError, match="nope"):
         callback.setup(None, SpikingClassifier(), "fit")  # type: ignore[arg-type]
+
+
+def test_two_process_ddp_validation_logs_the_single_process_figures(tmp_path):
+    # 8 samples in batches of 2: each rank validates 4, and no sample is padded in twice
+    net = _network()
+    metrics = {name: make(net) for name, make in METRICS.items()}
+    with torch.no_grad():
+        for x, _ in _loader(2, 8):
+            _forward(net, x)
+            for metric in metrics.values():
+                metric.update()
+    expected = {}
+    for name, metric in metrics.items():
+        for key, value in sm.scalars(f"val/{name}", metric.compute()).items():
+            expected[key] = float(value)
+
+    script = Path(__file__).with_name("lightning_ddp_script.py")
+    out = tmp_path / "logged.json"
+    run = subprocess.run([sys.executable, str(script), str(out)], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for rank in (0, 1):
+        logged = json.loads(out.with_suffix(f".rank{rank}.json").read_text())
+        assert logged == pytest.approx(expected, rel=1e-12)

@@ -133,6 +133,17 @@ class HookedMetric(Metric):
             )
         return self.samples.to(torch.float64)
 
+    def _synced(self) -> Any:
+        """A context in which the states hold all ranks' data, as during ``compute()``.
+
+        For result methods besides ``compute()`` (``compute_per_layer()``).
+        """
+        return self.sync_context(
+            dist_sync_fn=self.dist_sync_fn,
+            should_sync=self._to_sync,
+            should_unsync=self._should_unsync,
+        )
+
     def detach(self) -> None:
         """Remove this metric's hooks (a hook shared with other metrics stays for them)."""
         for tap in self._taps:

@@ -78,14 +78,6 @@ class NeuronMetric(HookedMetric):
         """Add layer ``i``'s counts since the last update (``counts = now - before``)."""
         raise NotImplementedError
 
-    def _synced(self) -> Any:
-        """The states of all ranks while in the context, as in ``compute()``."""
-        return self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            should_sync=self._to_sync,
-            should_unsync=self._should_unsync,
-        )
-
     def _check_finite(self) -> None:
         if int(self.nonfinite) > 0:
             raise ValueError(

@@ -1,0 +1,89 @@
+"""A small mixed snnTorch model, its data, and every hooked metric: shared by the tests of
+distribution, checkpoints and collections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import snntorch as snn
+import torch
+from torch import nn
+
+import snnmetrics as sm
+
+BATCH_SIZES = (4, 1, 6, 3, 2)
+STEPS = 4
+
+FACTORIES: dict[str, Callable[[nn.Module], sm.HookedMetric]] = {
+    "synops": sm.SynapticOperations,
+    "synops_all_weights": lambda net: sm.SynapticOperations(net, skip_zero_weights=False),
+    "neuron_ops": sm.NeuronOperations,
+    "membrane": sm.MembraneUpdates,
+    "sparsity": sm.ActivationSparsity,
+    "sparsity_by_layer": lambda net: sm.ActivationSparsity(net, by_layer=True),
+    "firing": lambda net: sm.FiringRate(net, bins=7),
+}
+
+
+def build_net() -> nn.Sequential:
+    """Conv1d, Linear (some zero weights), RLeaky, ReLU and Synaptic: every kind of layer."""
+    torch.manual_seed(3)
+    net = nn.Sequential(
+        nn.Conv1d(2, 3, 3, stride=2, padding=1), snn.Leaky(beta=0.8, init_hidden=True),
+        nn.Flatten(), nn.Linear(3 * 4, 6),
+        snn.RLeaky(beta=0.7, linear_features=6, init_hidden=True),
+        nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4),
+        snn.Synaptic(alpha=0.6, beta=0.8, init_hidden=True, reset_mechanism="zero"),
+    )
+    with torch.no_grad():
+        net[3].weight[:, ::4] = 0.0
+        for module in net:
+            if isinstance(module, nn.Linear):
+                module.weight.mul_(3.0)
+    return net
+
+
+def make_batch(index: int) -> torch.Tensor:
+    """Batch ``index`` of spikes ``[B, STEPS, 2, 8]``; batch 3 is graded (MAC calls)."""
+    gen = torch.Generator().manual_seed(50 + index)
+    x = (torch.rand(BATCH_SIZES[index], STEPS, 2, 8, generator=gen) < 0.5).float()
+    return x * 3.0 if index == 3 else x
+
+
+def feed(net: nn.Module, metrics: list[sm.HookedMetric], indices: list[int]) -> None:
+    """Run the batches ``indices`` step by step, updating ``metrics`` after each."""
+    for index in indices:
+        x = make_batch(index)
+        for module in net.modules():
+            if isinstance(module, snn.SpikingNeuron):
+                module.reset_mem()
+        for t in range(x.shape[1]):
+            net(x[:, t])
+        for metric in metrics:
+            metric.update()
+
+
+def run_metrics(names: list[str], indices: list[int]) -> dict[str, sm.HookedMetric]:
+    net = build_net()
+    metrics = {name: FACTORIES[name](net) for name in names}
+    feed(net, list(metrics.values()), indices)
+    return metrics
+
+
+def figures(metric: sm.HookedMetric) -> dict[str, Any]:
+    """``compute()`` and, where the metric has it, ``compute_per_layer()``."""
+    per_layer = getattr(metric, "compute_per_layer", None)
+    return {"total": metric.compute(), "per_layer": per_layer() if per_layer else None}
+
+
+def assert_equal(got: Any, expected: Any, where: str = "") -> None:
+    """Exact equality of nested dicts of tensors."""
+    if isinstance(expected, dict):
+        assert set(got) == set(expected), where
+        for key in expected:
+            assert_equal(got[key], expected[key], f"{where}/{key}")
+    elif isinstance(expected, torch.Tensor):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0, msg=where)
+    else:
+        assert got == expected, where
