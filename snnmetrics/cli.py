@@ -5,15 +5,25 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from snnmetrics.examples import EXAMPLES, poisson_spikes
-from snnmetrics.metrics import SynapticOperations
+from snnmetrics.metrics import (
+    ActivationSparsity,
+    FiringRate,
+    HookedMetric,
+    MembraneUpdates,
+    NeuronOperations,
+    SynapticOperations,
+)
+from snnmetrics.plot import plot_firing_rates, plot_operations
 
 __all__ = ["main", "profile"]
 
@@ -24,6 +34,8 @@ class UsageError(Exception):
 
 def _load_factory(spec: str) -> Callable[[], nn.Module]:
     module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:  # as `python -m` does: the user's own modules import
+        sys.path.insert(0, os.getcwd())
     if not module_name or not attr:
         raise UsageError(f"--model must look like 'package.module:factory', got {spec!r}")
     try:
@@ -53,6 +65,53 @@ def _reset_state(model: nn.Module) -> None:
             reset()
 
 
+def _floats(result: Any) -> Any:
+    """A metric result with every tensor turned into a float (or a list of floats)."""
+    if isinstance(result, dict):
+        return {key: _floats(value) for key, value in result.items()}
+    if isinstance(result, torch.Tensor):
+        return result.item() if result.ndim == 0 else result.tolist()
+    return result
+
+
+_SECTIONS: dict[str, Callable[[nn.Module], HookedMetric]] = {
+    "synaptic_operations": SynapticOperations,
+    "neuron_operations": NeuronOperations,
+    "membrane_updates": MembraneUpdates,
+    "activation_sparsity": ActivationSparsity,
+    "activation_sparsity_by_layer": lambda model: ActivationSparsity(model, by_layer=True),
+    "firing_rate": FiringRate,
+}
+
+
+def _metrics(model: nn.Module) -> tuple[dict[str, HookedMetric], dict[str, str]]:
+    """The metrics that apply to ``model`` and, for the others, why they do not."""
+    metrics, skipped = {}, {}
+    for name, make in _SECTIONS.items():
+        try:
+            metrics[name] = make(model)
+        except ValueError as err:  # nothing of that kind to watch (an ANN has no neurons)
+            skipped[name] = str(err)
+    if not metrics:
+        raise UsageError(f"{type(model).__name__} has no layer that snnmetrics can measure")
+    return metrics, skipped
+
+
+def _report(metrics: dict[str, HookedMetric]) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    for name, metric in metrics.items():
+        if name == "activation_sparsity_by_layer":
+            report["activation_sparsity"]["per_layer"] = metric.compute()
+        elif name == "firing_rate":
+            report[name] = {"per_layer": metric.compute()}
+        else:
+            per_layer = getattr(metric, "compute_per_layer", None)
+            report[name] = {"total": metric.compute()}
+            if per_layer is not None:
+                report[name]["per_layer"] = per_layer()
+    return report
+
+
 def profile(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -65,51 +124,120 @@ def profile(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``model`` step by step on Poisson spikes and return the figures as plain numbers."""
+    """Run ``model`` step by step on Poisson spikes; every figure, as plain numbers.
+
+    Returns a dict with the sections ``synaptic_operations``, ``neuron_operations``,
+    ``membrane_updates``, ``activation_sparsity`` (each with ``total`` and ``per_layer``),
+    ``firing_rate`` (``per_layer`` statistics) and ``run`` (the settings). Sections that do
+    not apply to the model (no spiking neuron, say) are left out and explained under
+    ``skipped``.
+    """
     generator = torch.Generator().manual_seed(seed)
     model = model.to(device).eval()
-    synops = SynapticOperations(model).to(device)
-    with synops, torch.no_grad():
-        for batch in range(batches):
-            spikes = poisson_spikes((batch_size, timesteps, *input_shape), rate, generator)
-            spikes = spikes.to(device)
-            _reset_state(model)
-            for step in range(timesteps):
-                model(spikes[:, step])
-            synops.update()
-            if progress is not None:
-                progress(batch + 1, batches)
-        totals = synops.compute()
-        per_layer = synops.compute_per_layer()
-    return {
-        "synaptic_operations": {
-            "total": {key: float(value) for key, value in totals.items()},
-            "per_layer": {
-                name: {key: float(value) for key, value in figures.items()}
-                for name, figures in per_layer.items()
-            },
-        },
-        "run": {
-            "batches": batches,
-            "batch_size": batch_size,
-            "timesteps": timesteps,
-            "rate": rate,
-            "device": device,
-            "seed": seed,
-        },
+    metrics, skipped = _metrics(model)
+    try:
+        for metric in metrics.values():
+            metric.to(device)
+        with torch.no_grad():
+            for batch in range(batches):
+                spikes = poisson_spikes((batch_size, timesteps, *input_shape), rate, generator)
+                spikes = spikes.to(device)
+                _reset_state(model)
+                for step in range(timesteps):
+                    model(spikes[:, step])
+                for metric in metrics.values():
+                    metric.update()
+                if progress is not None:
+                    progress(batch + 1, batches)
+        report: dict[str, Any] = _floats(_report(metrics))
+        skipped.pop("activation_sparsity_by_layer", None)
+        if skipped:
+            report["skipped"] = skipped
+    finally:
+        for metric in metrics.values():
+            metric.detach()
+    report["run"] = {
+        "batches": batches,
+        "batch_size": batch_size,
+        "timesteps": timesteps,
+        "rate": rate,
+        "device": device,
+        "seed": seed,
     }
+    return report
 
 
-def _format_table(report: dict[str, Any]) -> str:
-    synops = report["synaptic_operations"]
-    header = f"{'layer':<16}{'synops':>16}{'effective ACs':>16}{'effective MACs':>16}{'dense':>16}"
-    rows = [header, "-" * len(header)]
-    for name, figures in [*synops["per_layer"].items(), ("total", synops["total"])]:
-        rows.append(
-            f"{name:<16}{figures['synops']:>16,.1f}{figures['effective_acs']:>16,.1f}"
-            f"{figures['effective_macs']:>16,.1f}{figures['dense']:>16,.1f}"
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if abs(value) < 10 and value != int(value):
+        return f"{value:.4f}"
+    return f"{value:,.1f}"
+
+
+def _table(title: str, columns: Sequence[tuple[str, str]], rows: dict[str, dict[str, Any]]) -> str:
+    """A fixed-width table: ``columns`` are (header, key) pairs read from each row."""
+    header = f"{'layer':<12}" + "".join(f"{head:>15}" for head, _ in columns)
+    lines = [title, header, "-" * len(header)]
+    for name, row in rows.items():
+        lines.append(f"{name:<12}" + "".join(f"{_cell(row.get(key)):>15}" for _, key in columns))
+    return "\n".join(lines)
+
+
+def _format_report(report: dict[str, Any]) -> str:
+    tables = []
+    if "synaptic_operations" in report:
+        synops = report["synaptic_operations"]
+        tables.append(
+            _table(
+                "Synaptic operations per sample",
+                [
+                    ("synops", "synops"),
+                    ("effective ACs", "effective_acs"),
+                    ("effective MACs", "effective_macs"),
+                    ("dense", "dense"),
+                ],
+                {**synops["per_layer"], "total": synops["total"]},
+            )
         )
-    return "\n".join(["Synaptic operations per sample", *rows])
+    rows: dict[str, dict[str, Any]] = {}
+    totals: dict[str, Any] = {}
+    if "neuron_operations" in report:
+        for name, figures in report["neuron_operations"]["per_layer"].items():
+            rows.setdefault(name, {}).update(
+                {"neuron_ops": figures["effective"], "neuron_dense": figures["dense"]}
+            )
+        total = report["neuron_operations"]["total"]
+        totals.update({"neuron_ops": total["effective"], "neuron_dense": total["dense"]})
+    for section, key in (("membrane_updates", "membrane"), ("activation_sparsity", "sparsity")):
+        if section in report:
+            for name, value in report[section]["per_layer"].items():
+                rows.setdefault(name, {})[key] = value
+            totals[key] = report[section]["total"]
+    for name, stats in report.get("firing_rate", {}).get("per_layer", {}).items():
+        rows.setdefault(name, {}).update(
+            {f"rate_{key}": stats[key] for key in ("mean", "std", "median", "max")}
+        )
+    if rows:
+        rows["total"] = totals
+        tables.append(
+            _table(
+                "Neurons and activations, per sample (rates in spikes per sample-step)",
+                [
+                    ("neuron ops", "neuron_ops"),
+                    ("dense", "neuron_dense"),
+                    ("membrane upd.", "membrane"),
+                    ("sparsity", "sparsity"),
+                    ("rate mean", "rate_mean"),
+                    ("rate std", "rate_std"),
+                    ("rate median", "rate_median"),
+                    ("rate max", "rate_max"),
+                ],
+                rows,
+            )
+        )
+    tables += [f"{name}: not measured ({why})" for name, why in report.get("skipped", {}).items()]
+    return "\n\n".join(tables)
 
 
 def _progress_bar(done: int, total: int) -> None:
@@ -157,6 +285,9 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("--device", default="cpu")
     prof.add_argument("--seed", type=int, default=0, help="seeds the weights and the input")
     prof.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    prof.add_argument(
+        "--plots", metavar="DIR", help="also draw firing_rates.png and operations.png in DIR"
+    )
     prof.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -196,6 +327,27 @@ def _run_profile(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"profiling failed: {err}".splitlines()[0]) from None
 
 
+def _draw(report: dict[str, Any], folder: Path) -> None:
+    """Write the firing-rate box plot and the per-layer operations chart into ``folder``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    except ImportError:
+        raise UsageError("--plots needs matplotlib: pip install 'snnmetrics[plot]'") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    rates = {
+        name: {"rates": torch.tensor(stats["rates"])}
+        for name, stats in report["firing_rate"]["per_layer"].items()
+    }
+    for name, (fig, _) in (
+        ("firing_rates.png", plot_firing_rates(rates)),
+        ("operations.png", plot_operations(report)),
+    ):
+        fig.savefig(folder / name, dpi=120, bbox_inches="tight")
+        fig.clear()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``snnmetrics`` console script."""
     args = _parser().parse_args(argv)
@@ -204,11 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             with open(args.json, "w", encoding="utf-8") as handle:
                 json.dump(report, handle, indent=2)
+        if args.plots:
+            _draw(report, Path(args.plots))
     except UsageError as err:
         print(f"snnmetrics: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"snnmetrics: error: cannot write {args.json}: {err.strerror}", file=sys.stderr)
+        print(f"snnmetrics: error: cannot write {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
-    print(_format_table(report))
+    print(_format_report(report))
     return 0

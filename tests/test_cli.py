@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from snnmetrics import SynapticOperations
+import snnmetrics as sm
 from snnmetrics.cli import main
 from snnmetrics.examples import mlp_snn, poisson_spikes
 
@@ -27,7 +27,13 @@ def test_default_run_prints_a_table(capsys):
     assert out.strip().splitlines()[-1].startswith("total")
 
 
-def test_json_matches_the_metric_run_by_hand(tmp_path):
+def _as_floats(value):
+    if isinstance(value, dict):
+        return {key: _as_floats(item) for key, item in value.items()}
+    return value.item() if value.ndim == 0 else value.tolist()
+
+
+def test_json_matches_the_metrics_run_by_hand(tmp_path):
     path = tmp_path / "report.json"
     args = ["profile", "--batches", "2", "--batch-size", "3", "--timesteps", "4"]
     assert main([*args, "--seed", "7", "--json", str(path), "--no-progress"]) == 0
@@ -37,7 +43,10 @@ def test_json_matches_the_metric_run_by_hand(tmp_path):
     generator = torch.Generator().manual_seed(7)
     torch.manual_seed(7)
     net = mlp_snn()
-    expected = SynapticOperations(net)
+    synops, neuron_ops = sm.SynapticOperations(net), sm.NeuronOperations(net)
+    membrane, firing = sm.MembraneUpdates(net), sm.FiringRate(net)
+    sparsity, by_layer = sm.ActivationSparsity(net), sm.ActivationSparsity(net, by_layer=True)
+    metrics = [synops, neuron_ops, membrane, firing, sparsity, by_layer]
     with torch.no_grad():
         for _ in range(2):
             x = poisson_spikes((3, 4, 20), 0.1, generator)
@@ -46,11 +55,34 @@ def test_json_matches_the_metric_run_by_hand(tmp_path):
                     module.reset_mem()
             for t in range(4):
                 net(x[:, t])
-            expected.update()
-    totals = report["synaptic_operations"]["total"]
-    for key, value in expected.compute().items():
-        assert totals[key] == float(value)
+            for metric in metrics:
+                metric.update()
+    expected = {
+        "synaptic_operations": {
+            "total": synops.compute(), "per_layer": synops.compute_per_layer()
+        },
+        "neuron_operations": {
+            "total": neuron_ops.compute(), "per_layer": neuron_ops.compute_per_layer()
+        },
+        "membrane_updates": {
+            "total": membrane.compute(), "per_layer": membrane.compute_per_layer()
+        },
+        "activation_sparsity": {"total": sparsity.compute(), "per_layer": by_layer.compute()},
+        "firing_rate": {"per_layer": firing.compute()},
+    }
+    assert report.pop("run")["seed"] == 7
+    assert report == _as_floats(expected)
     assert set(report["synaptic_operations"]["per_layer"]) == {"0", "2", "4", "6"}
+    assert set(report["firing_rate"]["per_layer"]) == {"1", "3", "5", "7"}
+
+
+def test_plots_are_written(tmp_path):
+    folder = tmp_path / "plots"
+    args = ["profile", "--batches", "1", "--timesteps", "3", "--plots", str(folder)]
+    assert main([*args, "--no-progress"]) == 0
+    for name in ("firing_rates.png", "operations.png"):
+        data = (folder / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
 def test_dense_of_builtin_mlp_is_architectural(tmp_path):
@@ -102,3 +134,16 @@ def test_python_dash_m_entry_point():
     )
     assert run.returncode == 0, run.stderr
     assert "total" in run.stdout
+
+
+def test_an_ann_gets_the_sections_that_apply_and_says_why_not_the_others(tmp_path):
+    path = tmp_path / "ann.json"
+    args = ["profile", "--model", "tests.test_cli:tiny_model", "--input-shape", "3",
+            "--batches", "1", "--timesteps", "2", "--json", str(path), "--no-progress"]
+    assert main(args) == 0
+    report = json.loads(path.read_text())
+    assert set(report["skipped"]) == {"neuron_operations", "membrane_updates", "firing_rate"}
+    assert "no spiking neuron" in report["skipped"]["firing_rate"]
+    # Linear(3, 4) on 2 steps: dense = 2 x 3 x 4 per sample; ReLU sparsity is in [0, 1]
+    assert report["synaptic_operations"]["total"]["dense"] == 24
+    assert 0.0 <= report["activation_sparsity"]["total"] <= 1.0
