@@ -33,7 +33,13 @@ REGIMES: dict[str, tuple[Callable[[], nn.Sequential], tuple[int, ...]]] = {
     "conv": (conv_snn, (16, 25, 2, 32, 32)),
     "mlp": (mlp_snn, (32, 100, 20)),
 }
-METRICS: tuple[Callable[[nn.Module], sm.HookedMetric], ...] = (sm.SynapticOperations,)
+METRICS: tuple[Callable[[nn.Module], sm.HookedMetric], ...] = (
+    sm.SynapticOperations,
+    sm.NeuronOperations,
+    sm.MembraneUpdates,
+    sm.ActivationSparsity,
+    sm.FiringRate,
+)
 
 
 def _reset(net: nn.Module) -> None:
@@ -141,13 +147,14 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args.repeats, args.batches)
     print(f"metrics: {', '.join(results['metrics'])}; one thread; min of {args.repeats} repeats")
-    print(f"{'regime':<8}{'plain s':>10}{'ours s':>10}{'ours/plain':>12}{'NB/plain':>10}{'NB/ours':>9}")
+    columns = ("plain s", "ours s", "ours/plain", "NB/plain", "NB/ours")
+    print(f"{'regime':<8}" + "".join(f"{column:>12}" for column in columns))
     for name, entry in results["regimes"].items():
         s = entry["seconds"]
         nb = entry.get("neurobench_vs_plain", float("nan"))
         nb_ours = entry.get("neurobench_vs_snnmetrics", float("nan"))
-        print(f"{name:<8}{s['plain']:>10.3f}{s['snnmetrics']:>10.3f}"
-              f"{entry['snnmetrics_vs_plain']:>12.3f}{nb:>10.2f}{nb_ours:>9.2f}")
+        print(f"{name:<8}{s['plain']:>12.3f}{s['snnmetrics']:>12.3f}"
+              f"{entry['snnmetrics_vs_plain']:>12.3f}{nb:>12.2f}{nb_ours:>12.2f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)

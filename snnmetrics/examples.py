@@ -21,13 +21,13 @@ def _scale_weights(model: nn.Sequential, gain: float) -> nn.Sequential:
     return model
 
 
-def mlp_snn(beta: float = 0.9, gain: float = 3.0) -> nn.Sequential:
+def mlp_snn(beta: float = 0.9, gain: float = 3.0, width: int = 256) -> nn.Sequential:
     """A GSC-like fully connected SNN, 20-256-256-256-35 with Leaky neurons.
 
     One call is one timestep: input ``[B, 20]``, output spikes ``[B, 35]``. Weights are
-    PyTorch's default initialisation times ``gain``.
+    PyTorch's default initialisation times ``gain``; ``width`` sets the hidden sizes.
     """
-    sizes = (20, 256, 256, 256, 35)
+    sizes = (20, width, width, width, 35)
     layers: list[nn.Module] = []
     for n_in, n_out in itertools.pairwise(sizes):
         layers += [nn.Linear(n_in, n_out), snn.Leaky(beta=beta, init_hidden=True)]
