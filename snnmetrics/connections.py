@@ -1,26 +1,38 @@
-"""Registry of connection layers: how each layer type maps inputs to synapses.
+"""Registry of connection layers: how the synaptic operations of each layer type are counted.
 
 A connection layer is a module whose weights connect presynaptic input elements to
-postsynaptic outputs (``nn.Linear``, ``nn.Conv1d/2d/3d``, ...). For each layer type the
-registry holds one :class:`ConnectionRule` that says
+postsynaptic outputs (``nn.Linear``, ``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d``,
+recurrent cells, ...). For each layer type the registry holds one rule, of one of two kinds:
 
-* how many leading input dimensions are *rows* (batch, time) rather than features,
-* how to run the layer with a substitute weight, which is all that is needed to derive
-  the exact per-input-element fanout by automatic differentiation.
+* a :class:`ConnectionRule` for layers that are linear in their input. It says how many
+  leading input dimensions are *rows* (batch, time) rather than features, and how to run
+  the layer with a substitute weight, which is all that is needed to derive the exact
+  per-input-element fanout by automatic differentiation. Counting a call is then one
+  elementwise pass over the input.
+* a :class:`CallRule` for layers whose count depends on more than the nonzero pattern of
+  one input, such as recurrent cells, whose NeuroBench count includes gate products that
+  depend on the hidden state. Its function counts one call from the call's arguments.
 
-Adding a layer type is one :func:`register_connection` call; nothing else changes.
+Adding a layer type is one :func:`register_connection` call; nothing else changes. The
+recurrent cells and layers of ``torch.nn`` are registered by :mod:`snnmetrics.recurrent`.
+Entries for layers of optional frameworks (spikingjelly, norse) are registered the first
+time a rule is looked up after the user imported that framework, so importing snnmetrics
+never imports one.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "CallCount",
+    "CallRule",
     "ConnectionRule",
     "connection_rule",
     "register_connection",
@@ -47,23 +59,66 @@ class ConnectionRule:
     weight: Callable[[nn.Module], Tensor] = lambda layer: cast(Tensor, layer.weight)
 
 
-_RULES: dict[type[nn.Module], ConnectionRule] = {}
+class CallCount(NamedTuple):
+    """The synaptic operations of one layer call, as a :class:`CallRule` counts them.
+
+    Attributes:
+        effective: operations of the call (0-d float64 tensor on the input's device).
+        in_mac_calls: the part of ``effective`` done in MAC calls (a call whose input
+            holds a value outside {-1, 0, 1}); the rest are ACs.
+        dense: operations the call would do with every input and weight nonzero: a host
+            ``int`` when it depends on shapes only, else a 0-d tensor.
+        samples: the number of samples the call carries (its batch size).
+    """
+
+    effective: Tensor
+    in_mac_calls: Tensor
+    dense: Tensor | int
+    samples: int
 
 
-def register_connection(layer_type: type[nn.Module], rule: ConnectionRule) -> None:
+@dataclass(frozen=True)
+class CallRule:
+    """Counts the synaptic operations of one layer type call by call.
+
+    For layers that a fanout map cannot describe (recurrent cells and layers). The count
+    runs in a forward pre-hook, so it must use device tensor operations only: no
+    ``.item()``, no ``.cpu()`` and no Python branching on tensor values.
+
+    Attributes:
+        count: ``count(layer, args, skip_zero_weights, cache)`` returns the
+            :class:`CallCount` of the call ``layer(*args)`` (keyword arguments are bound
+            to positions first), or ``None`` if the layer will reject ``args`` anyway.
+            With ``skip_zero_weights=False`` every weight counts as nonzero. ``cache`` is
+            a dict the tap keeps for the layer and empties at every update: a rule may
+            keep what it derives from the weights there (keyed by their version), so
+            that weight edits autograd does not see are followed once per update, as a
+            :class:`ConnectionRule`'s fanout is.
+    """
+
+    count: Callable[[nn.Module, tuple[object, ...], bool, dict[Any, Any]], CallCount | None]
+
+
+Rule = ConnectionRule | CallRule
+
+_RULES: dict[type[nn.Module], Rule] = {}
+
+
+def register_connection(layer_type: type[nn.Module], rule: Rule) -> None:
     """Register (or replace) the counting rule of a connection layer type.
 
     Subclasses of ``layer_type`` use the rule too unless they have their own.
     """
     if not (isinstance(layer_type, type) and issubclass(layer_type, nn.Module)):
         raise TypeError(f"layer_type must be an nn.Module subclass, got {layer_type!r}")
-    if not isinstance(rule, ConnectionRule):
-        raise TypeError(f"rule must be a ConnectionRule, got {type(rule).__name__}")
+    if not isinstance(rule, (ConnectionRule, CallRule)):
+        raise TypeError(f"rule must be a ConnectionRule or a CallRule, got {type(rule).__name__}")
     _RULES[layer_type] = rule
 
 
-def connection_rule(layer: nn.Module) -> ConnectionRule | None:
+def connection_rule(layer: nn.Module) -> Rule | None:
     """The rule for ``layer`` (nearest registered base class), or ``None``."""
+    _register_framework_entries()
     for cls in type(layer).__mro__:
         rule = _RULES.get(cls)
         if rule is not None:
@@ -80,10 +135,91 @@ def _apply_conv(layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
     return layer._conv_forward(x, weight, None)  # type: ignore[operator]
 
 
+_CONV_TRANSPOSE = {
+    1: torch.nn.functional.conv_transpose1d,
+    2: torch.nn.functional.conv_transpose2d,
+    3: torch.nn.functional.conv_transpose3d,
+}
+
+
+def _apply_conv_transpose(layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
+    # The module's own output_padding; a call with output_size= is counted as if it used it.
+    conv = cast(nn.modules.conv._ConvTransposeNd, layer)
+    return _CONV_TRANSPOSE[weight.ndim - 2](
+        x,
+        weight,
+        None,
+        conv.stride,
+        cast(tuple[int, ...], conv.padding),
+        conv.output_padding,
+        conv.groups,
+        conv.dilation,
+    )
+
+
 def _conv_feature_dims(layer: nn.Module) -> int:
     return cast(Tensor, layer.weight).ndim - 1  # channels + spatial dims
 
 
-register_connection(nn.Linear, ConnectionRule(feature_dims=lambda layer: 1, apply=_apply_linear))
+_LINEAR = ConnectionRule(feature_dims=lambda layer: 1, apply=_apply_linear)
+
+register_connection(nn.Linear, _LINEAR)
 for _conv in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
     register_connection(_conv, ConnectionRule(feature_dims=_conv_feature_dims, apply=_apply_conv))
+for _transposed in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    register_connection(
+        _transposed, ConnectionRule(feature_dims=_conv_feature_dims, apply=_apply_conv_transpose)
+    )
+
+
+# ----------------------------------------------------------------------------- frameworks
+
+
+def _register_from(framework_module: object, name: str, rule: Rule) -> None:
+    """Register ``rule`` for the class ``name`` of a framework module, unless one is set."""
+    layer_type = getattr(framework_module, name, None)
+    if isinstance(layer_type, type) and issubclass(layer_type, nn.Module):
+        _RULES.setdefault(layer_type, rule)
+
+
+# norse's LILinearCell integrates input_weights @ x: a Linear with that weight
+_INPUT_WEIGHTS_LINEAR = ConnectionRule(
+    feature_dims=lambda layer: 1,
+    apply=_apply_linear,
+    weight=lambda layer: cast(Tensor, layer.input_weights),
+)
+
+# framework module -> registers its entries (a user's own entry for a type is kept);
+# each runs once, when its module is first seen imported.
+# spikingjelly's other layers subclass torch's Linear/ConvNd/ConvTransposeNd and are
+# covered; DropConnectLinear holds a Linear's weight without subclassing nn.Linear and is
+# counted as that Linear (its per-sample dropped weights in training are not seen).
+_FRAMEWORK_ENTRIES: dict[str, Callable[[object], None]] = {
+    "spikingjelly.activation_based.layer": lambda module: _register_from(
+        module, "DropConnectLinear", _LINEAR
+    ),
+    "norse.torch.module.snn": lambda module: _register_from(
+        module, "SNNRecurrentCell", _recurrent.NORSE_RECURRENT_CELL
+    ),
+    "norse.torch.module.leaky_integrator": lambda module: _register_from(
+        module, "LILinearCell", _INPUT_WEIGHTS_LINEAR
+    ),
+}
+
+_PENDING_FRAMEWORKS = set(_FRAMEWORK_ENTRIES)
+
+
+def _register_framework_entries() -> None:
+    """Register the entries of every framework module the user has imported by now.
+
+    A model holding a framework's layer has imported that framework, so a module that
+    is not in ``sys.modules`` has no layer to count yet; nothing is ever imported here.
+    """
+    for name in [name for name in _PENDING_FRAMEWORKS if name in sys.modules]:
+        _PENDING_FRAMEWORKS.discard(name)
+        _FRAMEWORK_ENTRIES[name](sys.modules[name])
+
+
+# Registers the recurrent cells and layers of torch.nn (CallRules) and holds norse's rule;
+# imported last because it builds on the types above.
+from snnmetrics import recurrent as _recurrent  # noqa: E402

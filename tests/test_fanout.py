@@ -289,7 +289,7 @@ def test_bad_input_shape_raises_value_error(layer, shape):
 
 
 @pytest.mark.parametrize(
-    "layer", [nn.ReLU(), nn.ConvTranspose2d(1, 1, 3), nn.BatchNorm1d(3), nn.Sequential()]
+    "layer", [nn.ReLU(), nn.Bilinear(3, 3, 2), nn.BatchNorm1d(3), nn.Sequential()]
 )
 def test_unregistered_layer_raises_type_error_naming_it(layer):
     with pytest.raises(TypeError, match=type(layer).__name__):

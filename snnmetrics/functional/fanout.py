@@ -20,6 +20,11 @@ def require_rule(layer: nn.Module) -> ConnectionRule:
             f"{type(layer).__name__} is not a registered connection layer; register it with "
             "snnmetrics.connections.register_connection(LayerType, ConnectionRule(...))"
         )
+    if not isinstance(rule, ConnectionRule):
+        raise TypeError(
+            f"{type(layer).__name__} is counted call by call (its operations depend on its "
+            "state), so it has no fanout map"
+        )
     return rule
 
 
@@ -61,7 +66,8 @@ def fanout(
     """Structural fanout map of a connection layer for inputs of ``input_shape``.
 
     Args:
-        layer: a registered connection layer (``nn.Linear``, ``nn.Conv1d/2d/3d``, ...).
+        layer: a registered connection layer with a fanout map (``nn.Linear``,
+            ``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d``, ...; not a recurrent cell).
         input_shape: the shape of the layer's input, with or without leading batch/time
             dimensions (for a ``Conv2d``: ``(C, H, W)`` or ``(B, C, H, W)``).
         skip_zero_weights: count only synapses whose weight is nonzero (NeuroBench's

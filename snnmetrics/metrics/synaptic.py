@@ -17,8 +17,8 @@ from snnmetrics.functional.synops import (
     synops_per_neuron,
 )
 from snnmetrics.metrics.base import HookedMetric
-from snnmetrics.tracking.connection import ConnectionTap, ConnectionTotals
-from snnmetrics.tracking.hub import acquire
+from snnmetrics.tracking.call import acquire_connection_tap
+from snnmetrics.tracking.connection import ConnectionTotals
 
 __all__ = ["SynOps", "SynapticOperations"]
 
@@ -28,9 +28,11 @@ _KEYS = ("synops", "effective_acs", "effective_macs", "dense")
 class SynapticOperations(HookedMetric):
     """Synaptic operations per sample of every connection layer of a model.
 
-    Hooks every registered connection layer (``nn.Linear``, ``nn.Conv1d/2d/3d``, the
-    recurrent ``nn.Linear`` inside snnTorch ``RLeaky``/``RSynaptic``, and types added with
-    :func:`snnmetrics.connections.register_connection`). For each layer call:
+    Hooks every registered connection layer (``nn.Linear``, ``nn.Conv1d/2d/3d``,
+    ``nn.ConvTranspose1d/2d/3d``, the recurrent ``nn.Linear`` inside snnTorch
+    ``RLeaky``/``RSynaptic``, ``nn.RNNCell/LSTMCell/GRUCell`` and ``nn.RNN/LSTM/GRU``, and
+    types added with :func:`snnmetrics.connections.register_connection`). For each layer
+    call:
 
     * *effective* operations are the (nonzero input element, nonzero weight) pairs that
       reach an output; with ``skip_zero_weights=False`` every structural connection
@@ -38,9 +40,15 @@ class SynapticOperations(HookedMetric):
     * they are ACs if every input value of the call is in {-1, 0, 1}, else MACs;
     * *dense* operations are all weight taps that read a real (not padded) input.
 
-    Bias, pooling and normalisation are not synaptic operations. Figures are totals over
+    Bias, pooling and normalisation are not synaptic operations. Recurrent cells add
+    NeuroBench's gate products (see :mod:`snnmetrics.recurrent`). Figures are totals over
     timesteps divided by the number of samples, equal to NeuroBench 2.3.0's
     ``SynapticOperations`` (``Effective_ACs``, ``Effective_MACs``, ``Dense``).
+
+    The number of samples of ``update()`` is dim 0 of the first input the hooks saw (a
+    full recurrent layer's own batch dimension). A model fed ``[T, B, ...]`` at once
+    (spikingjelly's multi-step mode, ``SeqToANNContainer``, sinabs' squeezed layers)
+    shows ``T`` or ``T * B`` there: pass ``update(batch_size=B)``.
 
     Counting costs one elementwise pass over each layer input and no re-run of the layer:
     the exact fanout of every input element is derived once per input shape and weight
@@ -74,10 +82,11 @@ class SynapticOperations(HookedMetric):
         if not layers:
             raise ValueError(
                 f"{type(self.model).__name__} has no connection layer to count (nn.Linear, "
-                "nn.Conv1d/2d/3d or a type registered with register_connection)"
+                "nn.Conv1d/2d/3d, a recurrent cell or a type registered with "
+                "register_connection)"
             )
         self.layer_names = [name for name, _ in layers]
-        taps = [acquire(module, ConnectionTap) for _, module in layers]
+        taps = [acquire_connection_tap(module) for _, module in layers]
         for tap in taps:
             tap.want_structural |= not self.skip_zero_weights
         n = len(layers)
@@ -101,7 +110,7 @@ class SynapticOperations(HookedMetric):
             everything, in_mac_calls = counts[first], counts[first + 1]
             self.effective_acs[i] += everything - in_mac_calls
             self.effective_macs[i] += in_mac_calls
-            self.dense[i] += now.dense - before.dense
+            self.dense[i] += torch.as_tensor(now.dense - before.dense).to(device, torch.int64)
             self._snapshots[i] = now
 
     def _skip(self) -> None:
@@ -112,7 +121,8 @@ class SynapticOperations(HookedMetric):
 
     def compute_per_layer(self) -> dict[str, dict[str, Tensor]]:
         """The figures of :meth:`compute`, for each layer name."""
-        per_layer = self._per_layer()
+        with self._synced():
+            per_layer = self._per_layer()
         return {
             name: {key: per_layer[key][i] for key in _KEYS}
             for i, name in enumerate(self.layer_names)

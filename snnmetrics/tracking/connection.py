@@ -26,11 +26,12 @@ class ConnectionTotals(NamedTuple):
     ``counts`` is a float64 vector on the input's device:
     ``[effective, effective in MAC calls, structural, structural in MAC calls]``, where
     *effective* pairs need a nonzero weight and *structural* ones any weight. ``dense``
-    counts every tap that reads a real input.
+    counts every tap that reads a real input: a host ``int``, or a 0-d tensor for a layer
+    whose dense count depends on the data (see :class:`snnmetrics.tracking.call.CallTap`).
     """
 
     counts: Tensor
-    dense: int
+    dense: int | Tensor
 
 
 class ConnectionTap(Tap):
