@@ -13,13 +13,12 @@ import os
 import time
 from typing import Any
 
-import snntorch as snn
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from overhead import METRICS  # type: ignore[import-not-found]
 
-from snnmetrics.examples import mlp_snn, poisson_spikes
+from snnmetrics.examples import mlp_snn, poisson_spikes, run_steps
 
 
 def _computes(repeats: int) -> dict[str, float]:
@@ -29,11 +28,7 @@ def _computes(repeats: int) -> dict[str, float]:
     rank = dist.get_rank() if dist.is_initialized() else 0
     x = poisson_spikes((16, 20, 20), 0.1, torch.Generator().manual_seed(rank))
     with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, snn.SpikingNeuron):
-                module.reset_mem()
-        for t in range(x.shape[1]):
-            net(x[:, t])
+        run_steps(net, x)
     for metric in metrics:
         metric.update()
     best = {}

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import snnmetrics as sm
-from snnmetrics.examples import mlp_snn, poisson_spikes
+from snnmetrics.examples import mlp_snn, poisson_spikes, run_steps
 
 METRICS = (
     sm.SynapticOperations,
@@ -63,20 +63,13 @@ def _measure(tool: str, experiment: str, size: int) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(1)
     x = poisson_spikes(shape, 0.1, gen)
 
-    def steps() -> None:
-        for module in net.modules():
-            if isinstance(module, snn.SpikingNeuron):
-                module.reset_mem()
-        for t in range(x.shape[1]):
-            net(x[:, t])
-
     with torch.no_grad():
-        steps()  # a plain batch first: the allocator and the neuron states exist
+        run_steps(net, x)  # a plain batch first: the allocator and the neuron states exist
         base = _peak_kib()
         if tool == "snnmetrics":
             metrics = [make(net) for make in METRICS]
             for _ in range(n_batches):
-                steps()
+                run_steps(net, x)
                 for metric in metrics:
                     metric.update()
             for metric in metrics:

@@ -22,12 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import snntorch as snn
 import torch
 from torch import nn
 
 import snnmetrics as sm
-from snnmetrics.examples import conv_snn, mlp_snn, poisson_spikes
+from snnmetrics.examples import conv_snn, mlp_snn, poisson_spikes, run_steps
 
 REGIMES: dict[str, tuple[Callable[[], nn.Sequential], tuple[int, ...]]] = {
     "conv": (conv_snn, (16, 25, 2, 32, 32)),
@@ -42,27 +41,15 @@ METRICS: tuple[Callable[[nn.Module], sm.HookedMetric], ...] = (
 )
 
 
-def _reset(net: nn.Module) -> None:
-    for module in net.modules():
-        if isinstance(module, snn.SpikingNeuron):
-            module.reset_mem()
-
-
-def _steps(net: nn.Module, x: torch.Tensor) -> None:
-    _reset(net)
-    for t in range(x.shape[1]):
-        net(x[:, t])
-
-
 def _plain(net: nn.Module, batches: list[torch.Tensor]) -> None:
     for x in batches:
-        _steps(net, x)
+        run_steps(net, x)
 
 
 def _snnmetrics(net: nn.Module, batches: list[torch.Tensor]) -> None:
     metrics = [make(net) for make in METRICS]
     for x in batches:
-        _steps(net, x)
+        run_steps(net, x)
         for metric in metrics:
             metric.update()
     for metric in metrics:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from snnmetrics.examples import EXAMPLES, poisson_spikes
+from snnmetrics.examples import EXAMPLES, poisson_spikes, run_steps
 from snnmetrics.metrics import (
     ActivationSparsity,
     FiringRate,
@@ -55,14 +55,6 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     if not shape or any(size <= 0 for size in shape):
         raise UsageError(f"--input-shape must be positive sizes, got {text!r}")
     return shape
-
-
-def _reset_state(model: nn.Module) -> None:
-    """Clear hidden state between batches (snnTorch neurons with init_hidden=True)."""
-    for module in model.modules():
-        reset = getattr(module, "reset_mem", None)
-        if callable(reset) and getattr(module, "init_hidden", False):
-            reset()
 
 
 def _floats(result: Any) -> Any:
@@ -142,9 +134,7 @@ def profile(
             for batch in range(batches):
                 spikes = poisson_spikes((batch_size, timesteps, *input_shape), rate, generator)
                 spikes = spikes.to(device)
-                _reset_state(model)
-                for step in range(timesteps):
-                    model(spikes[:, step])
+                run_steps(model, spikes)
                 for metric in metrics.values():
                     metric.update()
                 if progress is not None:

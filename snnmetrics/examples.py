@@ -9,7 +9,7 @@ import snntorch as snn
 import torch
 from torch import Tensor, nn
 
-__all__ = ["EXAMPLES", "conv_snn", "mlp_snn", "poisson_spikes"]
+__all__ = ["EXAMPLES", "conv_snn", "mlp_snn", "poisson_spikes", "reset_neurons", "run_steps"]
 
 
 def _scale_weights(model: nn.Sequential, gain: float) -> nn.Sequential:
@@ -71,3 +71,20 @@ def poisson_spikes(
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must lie in [0, 1], got {rate}")
     return (torch.rand(tuple(shape), generator=generator) < rate).to(torch.float32)
+
+
+def reset_neurons(model: nn.Module) -> None:
+    """Clear the hidden state of every snnTorch neuron of ``model`` (a new sample begins)."""
+    for module in model.modules():
+        if isinstance(module, snn.SpikingNeuron):
+            module.reset_mem()
+
+
+def run_steps(model: nn.Module, x: Tensor) -> None:
+    """Reset the neurons, then run ``model`` on ``x[:, t]`` for every step ``t`` of ``x``.
+
+    ``x`` is batch first, time second: ``[B, T, ...]``.
+    """
+    reset_neurons(model)
+    for step in range(x.shape[1]):
+        model(x[:, step])
