@@ -2,12 +2,27 @@
 
 from snnmetrics import functional
 from snnmetrics.connections import ConnectionRule, register_connection
+from snnmetrics.energy import EnergyTable, MemoryModel, register_table
+from snnmetrics.factory import (
+    average_nested_data,
+    get_comparison,
+    get_metric,
+    max_by_layerwise_mean,
+    min_by_layerwise_mean,
+)
 from snnmetrics.metrics import (
     ActivationSparsity,
+    BasisAverage,
+    BasisSetSize,
+    BasisSetSizeIncrease,
+    Energy,
+    FeatureCoverage,
     FiringRate,
     HookedMetric,
+    MatchAccuracy,
     MembraneUpdates,
     NeuronOperations,
+    NumActivations,
     SynapticOperations,
     SynOps,
 )
@@ -18,17 +33,32 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationSparsity",
+    "BasisAverage",
+    "BasisSetSize",
+    "BasisSetSizeIncrease",
     "ConnectionRule",
+    "Energy",
+    "EnergyTable",
+    "FeatureCoverage",
     "FiringRate",
     "HookedMetric",
+    "MatchAccuracy",
     "MembraneUpdates",
+    "MemoryModel",
     "NeuronOperations",
     "NeuronRule",
+    "NumActivations",
     "SynOps",
     "SynapticOperations",
     "__version__",
+    "average_nested_data",
     "functional",
+    "get_comparison",
+    "get_metric",
+    "max_by_layerwise_mean",
+    "min_by_layerwise_mean",
     "register_connection",
     "register_neuron",
+    "register_table",
     "scalars",
 ]

@@ -17,6 +17,7 @@ from torch import nn
 from snnmetrics.examples import EXAMPLES, poisson_spikes, run_steps
 from snnmetrics.metrics import (
     ActivationSparsity,
+    Energy,
     FiringRate,
     HookedMetric,
     MembraneUpdates,
@@ -24,6 +25,7 @@ from snnmetrics.metrics import (
     SynapticOperations,
 )
 from snnmetrics.plot import plot_firing_rates, plot_operations
+from snnmetrics.results import layer_order
 
 __all__ = ["main", "profile"]
 
@@ -76,10 +78,12 @@ _SECTIONS: dict[str, Callable[[nn.Module], HookedMetric]] = {
 }
 
 
-def _metrics(model: nn.Module) -> tuple[dict[str, HookedMetric], dict[str, str]]:
+def _metrics(model: nn.Module, timesteps: int) -> tuple[dict[str, HookedMetric], dict[str, str]]:
     """The metrics that apply to ``model`` and, for the others, why they do not."""
     metrics, skipped = {}, {}
-    for name, make in _SECTIONS.items():
+    # the ANN it is compared with runs once per sample, the SNN `timesteps` times
+    energy = {"energy": lambda model: Energy(model, steps_per_inference=timesteps)}
+    for name, make in {**_SECTIONS, **energy}.items():
         try:
             metrics[name] = make(model)
         except ValueError as err:  # nothing of that kind to watch (an ANN has no neurons)
@@ -101,6 +105,8 @@ def _report(metrics: dict[str, HookedMetric]) -> dict[str, Any]:
             report[name] = {"total": metric.compute()}
             if per_layer is not None:
                 report[name]["per_layer"] = per_layer()
+            if isinstance(metric, Energy):
+                report[name]["table"] = metric.table.name
     return report
 
 
@@ -119,14 +125,16 @@ def profile(
     """Run ``model`` step by step on Poisson spikes; every figure, as plain numbers.
 
     Returns a dict with the sections ``synaptic_operations``, ``neuron_operations``,
-    ``membrane_updates``, ``activation_sparsity`` (each with ``total`` and ``per_layer``),
-    ``firing_rate`` (``per_layer`` statistics) and ``run`` (the settings). Sections that do
+    ``membrane_updates``, ``activation_sparsity``, ``energy`` (each with ``total`` and
+    ``per_layer``; energy in joules per sample with the default table, compared with an ANN
+    of the same layers run once per sample), ``firing_rate`` (``per_layer`` statistics) and
+    ``run`` (the settings). Sections that do
     not apply to the model (no spiking neuron, say) are left out and explained under
     ``skipped``.
     """
     generator = torch.Generator().manual_seed(seed)
     model = model.to(device).eval()
-    metrics, skipped = _metrics(model)
+    metrics, skipped = _metrics(model, timesteps)
     try:
         for metric in metrics.values():
             metric.to(device)
@@ -165,12 +173,21 @@ def _cell(value: Any) -> str:
     return f"{value:,.1f}"
 
 
-def _table(title: str, columns: Sequence[tuple[str, str]], rows: dict[str, dict[str, Any]]) -> str:
+def _joules(value: Any) -> str:
+    return "-" if value is None else f"{value:.3e}"
+
+
+def _table(
+    title: str,
+    columns: Sequence[tuple[str, str]],
+    rows: dict[str, dict[str, Any]],
+    cell: Callable[[Any], str] = _cell,
+) -> str:
     """A fixed-width table: ``columns`` are (header, key) pairs read from each row."""
     header = f"{'layer':<12}" + "".join(f"{head:>15}" for head, _ in columns)
     lines = [title, header, "-" * len(header)]
     for name, row in rows.items():
-        lines.append(f"{name:<12}" + "".join(f"{_cell(row.get(key)):>15}" for _, key in columns))
+        lines.append(f"{name:<12}" + "".join(f"{cell(row.get(key)):>15}" for _, key in columns))
     return "\n".join(lines)
 
 
@@ -225,6 +242,27 @@ def _format_report(report: dict[str, Any]) -> str:
                 ],
                 rows,
             )
+        )
+    if "energy" in report:
+        energy = report["energy"]
+        total = energy["total"]
+        tables.append(
+            _table(
+                f"Energy per sample, joules (estimate: operations x {energy['table']} costs)",
+                [
+                    ("total", "total"),
+                    ("synaptic", "synaptic"),
+                    ("neuron", "neuron"),
+                    ("same as ANN", "ann"),
+                ],
+                {
+                    **dict(sorted(energy["per_layer"].items(), key=lambda kv: layer_order(kv[0]))),
+                    "total": total,
+                },
+                cell=_joules,
+            )
+            + f"\nSNN / ANN energy: {total['ann_ratio']:.4f}; spikes per synapse: "
+            f"{total['spikes_per_synapse']:.4f} (break-even about 0.15 to 1.7)"
         )
     tables += [f"{name}: not measured ({why})" for name, why in report.get("skipped", {}).items()]
     return "\n\n".join(tables)

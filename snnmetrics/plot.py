@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from snnmetrics.results import layer_order
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -77,7 +79,7 @@ def plot_operations(report: Mapping[str, Any], ax: Axes | None = None) -> tuple[
     ]
     if not bars:
         raise ValueError("there is no layer to plot")
-    bars.sort(key=lambda bar: _layer_order(bar[0]))
+    bars.sort(key=lambda bar: layer_order(bar[0]))
     if ax is None:
         fig, ax = _pyplot().subplots(figsize=(max(6.0, 0.9 * len(bars)), 4.5))
     else:
@@ -92,8 +94,3 @@ def plot_operations(report: Mapping[str, Any], ax: Axes | None = None) -> tuple[
     ax.set_title("Synaptic (connection layers) and neuron operations per layer")
     ax.legend()
     return fig, ax
-
-
-def _layer_order(name: str) -> tuple[int, ...]:
-    """Sort key for ``named_modules`` names ("2", "10", "3.recurrent") in model order."""
-    return tuple(int(part) if part.isdigit() else -1 for part in name.split("."))

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["scalars"]
+__all__ = ["layer_order", "scalars"]
 
 
 def scalars(name: str, result: Any) -> dict[str, Tensor]:
@@ -29,3 +29,8 @@ def scalars(name: str, result: Any) -> dict[str, Tensor]:
     if isinstance(result, Tensor) and result.numel() == 1:
         return {name: result.reshape(())}
     return {}
+
+
+def layer_order(name: str) -> tuple[int, ...]:
+    """Sort key that puts ``named_modules`` names ("2", "10", "3.recurrent") in model order."""
+    return tuple(int(part) if part.isdigit() else -1 for part in name.split("."))

@@ -23,11 +23,14 @@ def tiny_model() -> torch.nn.Module:
 def test_default_run_prints_a_table(capsys):
     assert main(["profile", "--batches", "1", "--timesteps", "3", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "Synaptic operations per sample" in out
-    assert out.strip().splitlines()[-1].startswith("total")
+    for title in ("Synaptic operations per sample", "Neurons and activations", "Energy per sample"):
+        assert title in out
+    assert "SNN / ANN energy" in out.strip().splitlines()[-1]
 
 
 def _as_floats(value):
+    if isinstance(value, str):
+        return value
     if isinstance(value, dict):
         return {key: _as_floats(item) for key, item in value.items()}
     return value.item() if value.ndim == 0 else value.tolist()
@@ -46,7 +49,8 @@ def test_json_matches_the_metrics_run_by_hand(tmp_path):
     synops, neuron_ops = sm.SynapticOperations(net), sm.NeuronOperations(net)
     membrane, firing = sm.MembraneUpdates(net), sm.FiringRate(net)
     sparsity, by_layer = sm.ActivationSparsity(net), sm.ActivationSparsity(net, by_layer=True)
-    metrics = [synops, neuron_ops, membrane, firing, sparsity, by_layer]
+    energy = sm.Energy(net, steps_per_inference=4)
+    metrics = [synops, neuron_ops, membrane, firing, sparsity, by_layer, energy]
     with torch.no_grad():
         for _ in range(2):
             x = poisson_spikes((3, 4, 20), 0.1, generator)
@@ -69,6 +73,10 @@ def test_json_matches_the_metrics_run_by_hand(tmp_path):
         },
         "activation_sparsity": {"total": sparsity.compute(), "per_layer": by_layer.compute()},
         "firing_rate": {"per_layer": firing.compute()},
+        "energy": {
+            "total": energy.compute(), "per_layer": energy.compute_per_layer(),
+            "table": "horowitz45nm_fp32",
+        },
     }
     assert report.pop("run")["seed"] == 7
     assert report == _as_floats(expected)

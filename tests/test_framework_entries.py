@@ -17,8 +17,12 @@ SPIKINGJELLY = "spikingjelly.activation_based.layer"
 
 
 def test_importing_snnmetrics_imports_no_framework():
+    # nor does looking up connection and neuron rules, which registers framework entries
     code = (
         "import sys, snnmetrics, snnmetrics.recurrent, snnmetrics.tracking.call\n"
+        "import snntorch, torch\n"
+        "net = torch.nn.Sequential(torch.nn.Linear(2, 2), snntorch.Leaky(beta=0.5))\n"
+        "snnmetrics.SynapticOperations(net); snnmetrics.NeuronOperations(net)\n"
         f"print([m for m in sys.modules if m.split('.')[0] in {FRAMEWORKS!r}])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -23,6 +23,10 @@ FACTORIES: dict[str, Callable[[nn.Module], sm.HookedMetric]] = {
     "sparsity": sm.ActivationSparsity,
     "sparsity_by_layer": lambda net: sm.ActivationSparsity(net, by_layer=True),
     "firing": lambda net: sm.FiringRate(net, bins=7),
+    "energy": sm.Energy,
+    "energy_memory": lambda net: sm.Energy(
+        net, table="horowitz45nm_int8", memory=sm.MemoryModel(), steps_per_inference=STEPS
+    ),
 }
 
 

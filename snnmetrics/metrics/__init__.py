@@ -1,6 +1,7 @@
 """Stateful metrics (``torchmetrics.Metric`` subclasses)."""
 
 from snnmetrics.metrics.base import HookedMetric
+from snnmetrics.metrics.energy import Energy
 from snnmetrics.metrics.firing import FiringRate
 from snnmetrics.metrics.neuron import (
     ActivationSparsity,
@@ -8,15 +9,32 @@ from snnmetrics.metrics.neuron import (
     NeuronMetric,
     NeuronOperations,
 )
+from snnmetrics.metrics.sparsey import (
+    BasisAverage,
+    BasisSetSize,
+    BasisSetSizeIncrease,
+    CodeMetric,
+    FeatureCoverage,
+    MatchAccuracy,
+    NumActivations,
+)
 from snnmetrics.metrics.synaptic import SynapticOperations, SynOps
 
 __all__ = [
     "ActivationSparsity",
+    "BasisAverage",
+    "BasisSetSize",
+    "BasisSetSizeIncrease",
+    "CodeMetric",
+    "Energy",
+    "FeatureCoverage",
     "FiringRate",
     "HookedMetric",
+    "MatchAccuracy",
     "MembraneUpdates",
     "NeuronMetric",
     "NeuronOperations",
+    "NumActivations",
     "SynOps",
     "SynapticOperations",
 ]

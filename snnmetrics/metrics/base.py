@@ -49,7 +49,7 @@ class HookedMetric(Metric):
 
     full_state_update = False
     is_differentiable = False
-    higher_is_better = None
+    higher_is_better: bool | None = None
     samples: Tensor
     _watched: nn.Module
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -15,10 +15,95 @@ from snnmetrics.functional.neuron import (
 )
 from snnmetrics.metrics.base import HookedMetric, unwrap_model
 from snnmetrics.neurons import Costs, NeuronRule, find_neurons, neuron_cost
-from snnmetrics.tracking.hub import acquire
+from snnmetrics.tracking.hub import Window, acquire
 from snnmetrics.tracking.neuron import NeuronTap, NeuronTotals
 
-__all__ = ["ActivationSparsity", "MembraneUpdates", "NeuronMetric", "NeuronOperations"]
+__all__ = [
+    "ActivationSparsity",
+    "MembraneUpdates",
+    "NeuronLayers",
+    "NeuronMetric",
+    "NeuronOperations",
+    "membrane_update_counts",
+    "operation_costs",
+    "watches_membrane",
+]
+
+
+class NeuronReading(NamedTuple):
+    """One neuron layer's counts between two reads (see :meth:`NeuronLayers.read`)."""
+
+    now: NeuronTotals
+    before: NeuronTotals
+    counts: Tensor
+    first: Any
+
+
+class NeuronLayers:
+    """Neuron layers as one metric reads them: their shared taps and the totals it last read.
+
+    Args:
+        layers: ``(qualified name, module)`` of each neuron layer to watch.
+    """
+
+    def __init__(self, layers: Sequence[tuple[str, nn.Module]]) -> None:
+        self.names = [name for name, _ in layers]
+        self.taps = [acquire(module, NeuronTap) for _, module in layers]
+        self._snapshots: list[NeuronTotals] = [tap.totals() for tap in self.taps]
+
+    def read(self, window: Window, device: torch.device) -> list[NeuronReading]:
+        """Each layer's totals now and at the last read, the counts in between (on
+        ``device``) and what its first call of ``window`` recorded; then mark them read."""
+        readings = []
+        for i, tap in enumerate(self.taps):
+            now, before = tap.totals(), self._snapshots[i]
+            self._snapshots[i] = now
+            counts = now.counts.to(device) - before.counts.to(device)
+            # first_call is cleared when the metric opens its next window
+            readings.append(NeuronReading(now, before, counts, window.first_call.get(tap)))
+        return readings
+
+    def skip(self) -> None:
+        """Mark everything counted so far as read, without folding it."""
+        self._snapshots = [tap.totals() for tap in self.taps]
+
+
+def watches_membrane(name: str, rule: NeuronRule, metric: str) -> bool:
+    """Whether a metric of membrane updates watches a neuron: every spiking one, which
+    must then have membrane readers (a ``TypeError`` naming the layer otherwise)."""
+    if rule.spiking and not rule.has_membrane:
+        raise TypeError(
+            f"layer {name!r} is a neuron registered without membrane readers: "
+            f"{metric} needs NeuronRule(membrane_before=..., membrane_after=...)"
+        )
+    return rule.spiking
+
+
+def membrane_update_counts(
+    now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
+) -> tuple[Tensor, int]:
+    """Membrane updates (int64 tensor) and neuron-steps of one layer between two reads.
+
+    Every neuron counts at the window's first call (``first`` holds the neurons that did
+    not change then), and afterwards the neurons whose membrane changed.
+    """
+    changed = counts[1]
+    if first is not None:  # this window's first call counts every neuron
+        changed = changed + first.to(changed.device)
+    return changed.nan_to_num(0).to(torch.int64), now.neuron_steps - before.neuron_steps
+
+
+def operation_costs(model: nn.Module, costs: Costs | None = None) -> dict[str, float]:
+    """Operations per membrane update of each spiking neuron with a membrane, by layer name.
+
+    ``costs`` overrides the registered costs (see :func:`snnmetrics.neurons.neuron_cost`);
+    an unknown cost raises a ``ValueError`` naming the neuron type.
+    """
+    return {
+        name: neuron_cost(module, costs)
+        for name, module, rule in find_neurons(model)
+        if rule.spiking and rule.has_membrane
+    }
 
 
 class NeuronMetric(HookedMetric):
@@ -40,13 +125,11 @@ class NeuronMetric(HookedMetric):
                 f"{type(self.model).__name__} has no {self._what} to watch (snnTorch neurons, "
                 "or a type registered with snnmetrics.register_neuron)"
             )
-        self.layer_names = [name for name, _ in layers]
-        taps = [acquire(module, NeuronTap) for _, module in layers]
-        self._track(taps)
-        self._neuron_taps = taps
+        self._neurons = NeuronLayers(layers)
+        self.layer_names = self._neurons.names
+        self._track(self._neurons.taps)
         self._add_count("nonfinite", ())
-        self._subscribe(taps)
-        self._snapshots: list[NeuronTotals] = [tap.totals() for tap in taps]
+        self._subscribe(self._neurons.taps)
 
     def _add_count(self, name: str, shape: tuple[int, ...]) -> None:
         """Register an int64 count state, summed across ranks and kept in checkpoints."""
@@ -60,17 +143,14 @@ class NeuronMetric(HookedMetric):
         """Ask the taps for what this metric needs beyond nonzero outputs."""
 
     def _fold(self) -> None:
-        device = self.nonfinite.device
-        for i, tap in enumerate(self._neuron_taps):
-            now, before = tap.totals(), self._snapshots[i]
-            self._snapshots[i] = now
-            counts = now.counts.to(device) - before.counts.to(device)
+        for i, (now, before, counts, first) in enumerate(
+            self._neurons.read(self._window, self.nonfinite.device)
+        ):
             self.nonfinite += counts[2].to(torch.int64)
-            first = self._window.first_call.get(tap)  # cleared when the next window opens
             self._fold_layer(i, now, before, counts, first)
 
     def _skip(self) -> None:
-        self._snapshots = [tap.totals() for tap in self._neuron_taps]
+        self._neurons.skip()
 
     def _fold_layer(
         self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
@@ -98,12 +178,7 @@ class _MembraneMetric(NeuronMetric):
         self._add_count("neuron_steps", (len(self.layer_names),))
 
     def _watches(self, name: str, rule: NeuronRule) -> bool:
-        if rule.spiking and not rule.has_membrane:
-            raise TypeError(
-                f"layer {name!r} is a neuron registered without membrane readers: "
-                f"{type(self).__name__} needs NeuronRule(membrane_before=..., membrane_after=...)"
-            )
-        return rule.spiking
+        return watches_membrane(name, rule, type(self).__name__)
 
     def _track(self, taps: Sequence[NeuronTap]) -> None:
         for tap in taps:
@@ -112,11 +187,9 @@ class _MembraneMetric(NeuronMetric):
     def _fold_layer(
         self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
     ) -> None:
-        changed = counts[1]
-        if first is not None:  # this window's first call counts every neuron
-            changed = changed + first.to(changed.device)
-        self.updates[i] += changed.nan_to_num(0).to(torch.int64)
-        self.neuron_steps[i] += now.neuron_steps - before.neuron_steps
+        updates, neuron_steps = membrane_update_counts(now, before, counts, first)
+        self.updates[i] += updates
+        self.neuron_steps[i] += neuron_steps
 
 
 class MembraneUpdates(_MembraneMetric):
@@ -188,11 +261,7 @@ class NeuronOperations(_MembraneMetric):
 
     def __init__(self, model: nn.Module, costs: Costs | None = None, **kwargs: Any) -> None:
         # resolve every cost first: an unknown one must fail before any hook is added
-        known = {
-            name: neuron_cost(module, costs)
-            for name, module, rule in find_neurons(unwrap_model(model))
-            if rule.spiking and rule.has_membrane
-        }
+        known = operation_costs(unwrap_model(model), costs)
         super().__init__(model, **kwargs)
         self.costs: dict[str, float] = {name: known[name] for name in self.layer_names}
 

@@ -20,7 +20,7 @@ from snnmetrics.metrics.base import HookedMetric
 from snnmetrics.tracking.call import acquire_connection_tap
 from snnmetrics.tracking.connection import ConnectionTotals
 
-__all__ = ["SynOps", "SynapticOperations"]
+__all__ = ["ConnectionLayers", "SynOps", "SynapticOperations", "check_finite_synops"]
 
 _KEYS = ("synops", "effective_acs", "effective_macs", "dense")
 
@@ -78,18 +78,9 @@ class SynapticOperations(HookedMetric):
     def __init__(self, model: nn.Module, skip_zero_weights: bool = True, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.skip_zero_weights = bool(skip_zero_weights)
-        layers = [(n, m) for n, m in self.model.named_modules() if connection_rule(m) is not None]
-        if not layers:
-            raise ValueError(
-                f"{type(self.model).__name__} has no connection layer to count (nn.Linear, "
-                "nn.Conv1d/2d/3d, a recurrent cell or a type registered with "
-                "register_connection)"
-            )
-        self.layer_names = [name for name, _ in layers]
-        taps = [acquire_connection_tap(module) for _, module in layers]
-        for tap in taps:
-            tap.want_structural |= not self.skip_zero_weights
-        n = len(layers)
+        self._connections = ConnectionLayers(self.model, self.skip_zero_weights)
+        self.layer_names = self._connections.names
+        n = len(self.layer_names)
         for name, dtype in (
             ("effective_acs", torch.float64),
             ("effective_macs", torch.float64),
@@ -97,24 +88,13 @@ class SynapticOperations(HookedMetric):
         ):
             zeros = torch.zeros(n, dtype=dtype)
             self.add_state(name, zeros, dist_reduce_fx="sum", persistent=True)
-        self._connection_taps = taps
-        self._subscribe(taps)
-        self._snapshots: list[ConnectionTotals] = [tap.totals() for tap in taps]
+        self._subscribe(self._connections.taps)
 
     def _fold(self) -> None:
-        first = 0 if self.skip_zero_weights else 2
-        device = self.effective_acs.device
-        for i, tap in enumerate(self._connection_taps):
-            now, before = tap.totals(), self._snapshots[i]
-            counts = now.counts.to(device) - before.counts.to(device)
-            everything, in_mac_calls = counts[first], counts[first + 1]
-            self.effective_acs[i] += everything - in_mac_calls
-            self.effective_macs[i] += in_mac_calls
-            self.dense[i] += torch.as_tensor(now.dense - before.dense).to(device, torch.int64)
-            self._snapshots[i] = now
+        self._connections.fold(self.effective_acs, self.effective_macs, self.dense)
 
     def _skip(self) -> None:
-        self._snapshots = [tap.totals() for tap in self._connection_taps]
+        self._connections.skip()
 
     def compute(self) -> dict[str, Tensor]:
         return {key: value.sum() for key, value in self._per_layer().items()}
@@ -130,10 +110,7 @@ class SynapticOperations(HookedMetric):
 
     def _per_layer(self) -> dict[str, Tensor]:
         samples = self._samples()
-        if not bool(torch.isfinite(self.effective_acs + self.effective_macs).all()):
-            raise ValueError(
-                "a connection layer received NaN inputs: synaptic operations are undefined"
-            )
+        check_finite_synops(self.effective_acs, self.effective_macs)
         acs, macs = self.effective_acs / samples, self.effective_macs / samples
         return {
             "synops": acs + macs,
@@ -141,6 +118,62 @@ class SynapticOperations(HookedMetric):
             "effective_macs": macs,
             "dense": self.dense.to(torch.float64) / samples,
         }
+
+
+class ConnectionLayers:
+    """The connection layers of a model as one metric reads them.
+
+    Finds every registered connection layer (a ``ValueError`` if there is none), holds
+    their shared taps (see :func:`~snnmetrics.tracking.call.acquire_connection_tap`) and
+    the totals the metric last read, and folds what the taps counted since then into
+    per-layer count tensors: the one place where a tap's counts become effective ACs,
+    effective MACs and dense operations.
+
+    Args:
+        model: the (unwrapped) model.
+        skip_zero_weights: count only synapses with a nonzero weight (else every
+            structural connection, which makes the taps count those too).
+    """
+
+    def __init__(self, model: nn.Module, skip_zero_weights: bool) -> None:
+        layers = [(n, m) for n, m in model.named_modules() if connection_rule(m) is not None]
+        if not layers:
+            raise ValueError(
+                f"{type(model).__name__} has no connection layer to count (nn.Linear, "
+                "nn.Conv1d/2d/3d, a recurrent cell or a type registered with "
+                "register_connection)"
+            )
+        self.names = [name for name, _ in layers]
+        self.taps = [acquire_connection_tap(module) for _, module in layers]
+        for tap in self.taps:
+            tap.want_structural |= not skip_zero_weights
+        # position of [everything, in MAC calls] in ConnectionTotals.counts
+        self._first = 0 if skip_zero_weights else 2
+        self._snapshots: list[ConnectionTotals] = [tap.totals() for tap in self.taps]
+
+    def fold(self, acs: Tensor, macs: Tensor, dense: Tensor) -> None:
+        """Add each layer's counts since the last fold to ``acs[i]``, ``macs[i]``, ``dense[i]``."""
+        device = acs.device
+        for i, tap in enumerate(self.taps):
+            now, before = tap.totals(), self._snapshots[i]
+            counts = now.counts.to(device) - before.counts.to(device)
+            everything, in_mac_calls = counts[self._first], counts[self._first + 1]
+            acs[i] += everything - in_mac_calls
+            macs[i] += in_mac_calls
+            dense[i] += torch.as_tensor(now.dense - before.dense).to(device, torch.int64)
+            self._snapshots[i] = now
+
+    def skip(self) -> None:
+        """Mark everything counted so far as read, without folding it."""
+        self._snapshots = [tap.totals() for tap in self.taps]
+
+
+def check_finite_synops(acs: Tensor, macs: Tensor) -> None:
+    """A ``ValueError`` if NaN inputs made the synaptic operation counts undefined."""
+    if not bool(torch.isfinite(acs + macs).all()):
+        raise ValueError(
+            "a connection layer received NaN inputs: synaptic operations are undefined"
+        )
 
 
 class SynOps(Metric):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -61,6 +62,12 @@ class NeuronTap(Tap):
     every neuron too; the tap leaves the difference (neurons minus changed ones) in that
     window's ``first_call``. NaN readings are kept out of the counts and counted apart when
     the buffers are folded into the totals (:meth:`flush`).
+
+    A neuron whose rule has ``steps`` may run several timesteps per call: the call's rows
+    are its samples x steps, its batch size (for the window) is dim 0 of its first input,
+    and its membranes are compared step by step when the rule reads the membrane after
+    every step. If only the membrane after the call can be read, every neuron counts at
+    every step of the call (an upper bound; a warning says so once).
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -78,7 +85,9 @@ class NeuronTap(Tap):
         self._rows = 0
         self._outputs = 0
         self._neuron_steps = 0
-        self._handles.append(module.register_forward_hook(self._hook, with_kwargs=True))
+        self._warned = False
+        hook = self._hook if self.rule.steps is None else self._steps_hook
+        self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
 
     def track_membrane(self) -> None:
         """Start counting membrane updates (hooks the call's start as well)."""
@@ -102,14 +111,39 @@ class NeuronTap(Tap):
     def _hook(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
+        """One step per call (the rule has no ``steps``)."""
+        spikes = self._read_spikes(module, output)
+        firsts = self._note_call(spikes.shape[0] if spikes.ndim else 1)
+        self._count_spikes(spikes)
+        if self._membrane:
+            self._count_membrane(module, output, firsts)
+
+    def _steps_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        """A call that may run several steps (the rule has ``steps``)."""
+        spikes = self._read_spikes(module, output)
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        firsts = self._note_call(
+            first.shape[0] if isinstance(first, Tensor) and first.ndim else spikes.shape[0]
+        )
+        self._count_spikes(spikes)
+        if self._membrane:
+            assert self.rule.steps is not None
+            steps = self.rule.steps(module, output)
+            self._count_step_membranes(module, output, firsts, steps, spikes.numel())
+
+    def _read_spikes(self, module: nn.Module, output: Any) -> Tensor:
         spikes = self.rule.spikes(module, output)
         if not isinstance(spikes, Tensor):
             raise TypeError(
                 f"the spikes of {type(module).__name__} must be a tensor, got "
                 f"{type(spikes).__name__}: register a NeuronRule that reads them"
             )
+        return spikes
+
+    def _count_spikes(self, spikes: Tensor) -> None:
         rows = spikes.shape[0] if spikes.ndim else 1
-        firsts = self._note_call(rows)
         self._pending_on(spikes.device)
         self._rows += rows
         self._outputs += spikes.numel()
@@ -119,8 +153,6 @@ class NeuronTap(Tap):
         else:
             assert self._pending_nonzero is not None
             self._pending_nonzero.add_(nonzero.sum(dtype=_sum_dtype(nonzero)))
-        if self._membrane:
-            self._count_membrane(module, output, firsts)
 
     def _count_per_neuron(self, nonzero: Tensor) -> None:
         per_row = nonzero if nonzero.ndim == 0 else nonzero.sum(0, dtype=_sum_dtype(nonzero))
@@ -138,15 +170,20 @@ class NeuronTap(Tap):
             )
         buffer += per_row
 
-    def _count_membrane(self, module: nn.Module, output: Any, firsts: Sequence[Window]) -> None:
-        assert self.rule.membrane_after is not None and self._pending_changed is not None
-        before, self._before = self._before, None
+    def _read_membrane(self, module: nn.Module, output: Any) -> Tensor:
+        assert self.rule.membrane_after is not None
         after = self.rule.membrane_after(module, output)
         if not isinstance(after, Tensor):
             raise TypeError(
                 f"the membrane of {type(module).__name__} must be a tensor, got "
                 f"{type(after).__name__}: register a NeuronRule that reads it"
             )
+        return after
+
+    def _count_membrane(self, module: nn.Module, output: Any, firsts: Sequence[Window]) -> None:
+        assert self._pending_changed is not None
+        before, self._before = self._before, None
+        after = self._read_membrane(module, output)
         neurons = after.numel()
         self._neuron_steps += neurons
         if before is None or before.shape != after.shape:
@@ -161,6 +198,55 @@ class NeuronTap(Tap):
             correction = neurons - changed
             for window in firsts:
                 window.first_call[self] = correction
+
+    def _count_step_membranes(
+        self, module: nn.Module, output: Any, firsts: Sequence[Window], steps: int, outputs: int
+    ) -> None:
+        """Membrane updates of a call of ``steps`` steps with ``outputs`` neuron-steps."""
+        assert self._pending_changed is not None
+        before, self._before = self._before, None
+        after = self._read_membrane(module, output)
+        neurons = outputs // max(steps, 1)  # neurons x samples, in one step
+        self._neuron_steps += outputs
+        if after.numel() != outputs:
+            if after.numel() != neurons:
+                raise ValueError(
+                    f"the membrane of {type(module).__name__} has {after.numel()} elements; "
+                    f"a call of {steps} steps with {outputs} outputs needs one per output (each "
+                    f"step's) or {neurons} (the state after the call)"
+                )
+            self._pending_changed.add_(outputs)  # only the end is visible: every neuron-step
+            self._warn_upper_bound(module, steps)
+            return
+        states = after.detach().reshape(steps, neurons)
+        if not states.is_floating_point():
+            states = states.to(torch.float32)
+        dtype = _sum_dtype(states)
+        # steps after the first: the neurons whose membrane differs from the step before
+        later = (states[1:] - states[:-1]).abs_().clamp_(max=1).ceil_().sum(dtype=dtype)
+        if before is None or before.numel() != neurons:
+            self._pending_changed.add_(later).add_(neurons)  # fresh: all at the first step
+            return
+        first = (states[0] - before.detach().reshape(neurons)).abs_().clamp_(max=1).ceil_()
+        changed = first.sum(dtype=dtype)
+        self._pending_changed.add_(later).add_(changed)
+        if firsts:
+            correction = neurons - changed
+            for window in firsts:
+                window.first_call[self] = correction
+
+    def _warn_upper_bound(self, module: nn.Module, steps: int) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        warnings.warn(
+            f"{type(module).__name__} ran {steps} steps in one call and keeps only its membrane "
+            "after the call, so membrane updates count every neuron at every step of such "
+            "calls (an upper bound, equal to the dense count). Keep the membrane of every "
+            "step for the exact count: store_v_seq=True (spikingjelly), record_states=True "
+            "(sinabs, norse).",
+            stacklevel=2,
+        )
 
     def _pending_on(self, device: torch.device) -> None:
         """Make the pending buffers on ``device`` if they are elsewhere (the model moved)."""
