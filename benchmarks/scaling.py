@@ -9,12 +9,11 @@ varies at a time from the base point T=100, B=32, W=256. Run:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from typing import Any
 
 import torch
-from overhead import METRICS, _plain, _snnmetrics, _time  # type: ignore[import-not-found]
+from overhead import METRICS, _plain, _snnmetrics, compare  # type: ignore[import-not-found]
 
 from snnmetrics.examples import mlp_snn, poisson_spikes
 
@@ -24,13 +23,8 @@ SWEEPS = {"timesteps": (10, 50, 100, 200), "batch": (8, 32, 128), "width": (64, 
 
 def _ratio(timesteps: int, batch: int, width: int, repeats: int) -> float:
     torch.manual_seed(0)
-    base = mlp_snn(width=width)
-    nets = {"plain": copy.deepcopy(base), "snnmetrics": copy.deepcopy(base)}
     x = [poisson_spikes((batch, timesteps, 20), 0.1, torch.Generator().manual_seed(1))]
-    best = {"plain": float("inf"), "snnmetrics": float("inf")}
-    for _ in range(repeats):
-        best["plain"] = min(best["plain"], _time(_plain, nets["plain"], x))
-        best["snnmetrics"] = min(best["snnmetrics"], _time(_snnmetrics, nets["snnmetrics"], x))
+    best = compare({"plain": _plain, "snnmetrics": _snnmetrics}, mlp_snn(width=width), x, repeats)
     return best["snnmetrics"] / best["plain"]
 
 
