@@ -22,13 +22,14 @@ never imports one.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
+
+from snnmetrics.registry import TypeRegistry
 
 __all__ = [
     "CallCount",
@@ -101,7 +102,7 @@ class CallRule:
 
 Rule = ConnectionRule | CallRule
 
-_RULES: dict[type[nn.Module], Rule] = {}
+REGISTRY: TypeRegistry[Rule] = TypeRegistry()
 
 
 def register_connection(layer_type: type[nn.Module], rule: Rule) -> None:
@@ -109,21 +110,14 @@ def register_connection(layer_type: type[nn.Module], rule: Rule) -> None:
 
     Subclasses of ``layer_type`` use the rule too unless they have their own.
     """
-    if not (isinstance(layer_type, type) and issubclass(layer_type, nn.Module)):
-        raise TypeError(f"layer_type must be an nn.Module subclass, got {layer_type!r}")
     if not isinstance(rule, (ConnectionRule, CallRule)):
         raise TypeError(f"rule must be a ConnectionRule or a CallRule, got {type(rule).__name__}")
-    _RULES[layer_type] = rule
+    REGISTRY.register(layer_type, rule)
 
 
 def connection_rule(layer: nn.Module) -> Rule | None:
     """The rule for ``layer`` (nearest registered base class), or ``None``."""
-    _register_framework_entries()
-    for cls in type(layer).__mro__:
-        rule = _RULES.get(cls)
-        if rule is not None:
-            return rule
-    return None
+    return REGISTRY.lookup(layer)
 
 
 def _apply_linear(layer: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
@@ -175,13 +169,6 @@ for _transposed in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
 # ----------------------------------------------------------------------------- frameworks
 
 
-def _register_from(framework_module: object, name: str, rule: Rule) -> None:
-    """Register ``rule`` for the class ``name`` of a framework module, unless one is set."""
-    layer_type = getattr(framework_module, name, None)
-    if isinstance(layer_type, type) and issubclass(layer_type, nn.Module):
-        _RULES.setdefault(layer_type, rule)
-
-
 # norse's LILinearCell integrates input_weights @ x: a Linear with that weight
 _INPUT_WEIGHTS_LINEAR = ConnectionRule(
     feature_dims=lambda layer: 1,
@@ -194,31 +181,19 @@ _INPUT_WEIGHTS_LINEAR = ConnectionRule(
 # spikingjelly's other layers subclass torch's Linear/ConvNd/ConvTransposeNd and are
 # covered; DropConnectLinear holds a Linear's weight without subclassing nn.Linear and is
 # counted as that Linear (its per-sample dropped weights in training are not seen).
-_FRAMEWORK_ENTRIES: dict[str, Callable[[object], None]] = {
-    "spikingjelly.activation_based.layer": lambda module: _register_from(
-        module, "DropConnectLinear", _LINEAR
-    ),
-    "norse.torch.module.snn": lambda module: _register_from(
-        module, "SNNRecurrentCell", _recurrent.NORSE_RECURRENT_CELL
-    ),
-    "norse.torch.module.leaky_integrator": lambda module: _register_from(
-        module, "LILinearCell", _INPUT_WEIGHTS_LINEAR
-    ),
-}
-
-_PENDING_FRAMEWORKS = set(_FRAMEWORK_ENTRIES)
-
-
-def _register_framework_entries() -> None:
-    """Register the entries of every framework module the user has imported by now.
-
-    A model holding a framework's layer has imported that framework, so a module that
-    is not in ``sys.modules`` has no layer to count yet; nothing is ever imported here.
-    """
-    for name in [name for name in _PENDING_FRAMEWORKS if name in sys.modules]:
-        _PENDING_FRAMEWORKS.discard(name)
-        _FRAMEWORK_ENTRIES[name](sys.modules[name])
-
+REGISTRY.add_frameworks(
+    {
+        "spikingjelly.activation_based.layer": lambda module: REGISTRY.register_from(
+            module, "DropConnectLinear", _LINEAR
+        ),
+        "norse.torch.module.snn": lambda module: REGISTRY.register_from(
+            module, "SNNRecurrentCell", _recurrent.NORSE_RECURRENT_CELL
+        ),
+        "norse.torch.module.leaky_integrator": lambda module: REGISTRY.register_from(
+            module, "LILinearCell", _INPUT_WEIGHTS_LINEAR
+        ),
+    }
+)
 
 # Registers the recurrent cells and layers of torch.nn (CallRules) and holds norse's rule;
 # imported last because it builds on the types above.

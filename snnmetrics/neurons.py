@@ -108,6 +108,8 @@ from typing import Any, cast
 import snntorch as snn
 from torch import Tensor, nn
 
+from snnmetrics.registry import TypeRegistry
+
 __all__ = [
     "SNNTORCH_COSTS",
     "NeuronRule",
@@ -179,7 +181,7 @@ class NeuronRule:
         return self.membrane_after is not None
 
 
-_RULES: dict[type[nn.Module], NeuronRule] = {}
+REGISTRY: TypeRegistry[NeuronRule] = TypeRegistry()
 
 
 def register_neuron(layer_type: type[nn.Module], rule: NeuronRule) -> None:
@@ -195,23 +197,16 @@ def register_neuron(layer_type: type[nn.Module], rule: NeuronRule) -> None:
         ...         return (x > 0).float()
         >>> register_neuron(Heaviside, NeuronRule(spikes=lambda module, output: output))
     """
-    if not (isinstance(layer_type, type) and issubclass(layer_type, nn.Module)):
-        raise TypeError(f"layer_type must be an nn.Module subclass, got {layer_type!r}")
     if not isinstance(rule, NeuronRule):
         raise TypeError(f"rule must be a NeuronRule, got {type(rule).__name__}")
     if (rule.membrane_before is None) != (rule.membrane_after is None):
         raise ValueError("give a NeuronRule both membrane_before and membrane_after, or neither")
-    _RULES[layer_type] = rule
+    REGISTRY.register(layer_type, rule)
 
 
 def neuron_rule(layer: nn.Module) -> NeuronRule | None:
     """The rule for ``layer`` (nearest registered base class), or ``None``."""
-    _register_framework_entries()
-    for cls in type(layer).__mro__:
-        rule = _RULES.get(cls)
-        if rule is not None:
-            return rule
-    return None
+    return REGISTRY.lookup(layer)
 
 
 def _is_unregistered_neuron(layer: nn.Module) -> bool:
@@ -293,9 +288,8 @@ def neuron_cost(layer: nn.Module, costs: Costs | None = None) -> float:
         >>> neuron_cost(snn.Leaky(beta=0.9), costs={"Leaky": {"subtract": 3}})
         3.0
     """
-    _register_framework_entries()
     mechanism = str(getattr(layer, "reset_mechanism", ""))
-    for cls in type(layer).__mro__:
+    for cls, registered in REGISTRY.lineage(layer):
         override: Any = None
         if costs is not None:
             override = costs.get(cls, costs.get(cls.__name__))
@@ -303,7 +297,7 @@ def neuron_cost(layer: nn.Module, costs: Costs | None = None) -> float:
             override = override.get(mechanism)
         if override is not None:
             return _check_cost(float(override), layer)
-        if cls in _RULES:
+        if registered is not None:
             break
     rule = require_neuron_rule(layer)
     cost = rule.cost(layer) if callable(rule.cost) else rule.cost
@@ -390,13 +384,6 @@ def _framework_cost(module: nn.Module, framework: str, table: Mapping[str, float
     return table.get(cls.__name__) if cls.__module__.startswith(framework + ".") else None
 
 
-def _register_from(framework_module: object, name: str, rule: NeuronRule) -> None:
-    """Register ``rule`` for the class ``name`` of a framework module, unless one is set."""
-    layer_type = getattr(framework_module, name, None)
-    if isinstance(layer_type, type) and issubclass(layer_type, nn.Module):
-        _RULES.setdefault(layer_type, rule)
-
-
 # --- spikingjelly (activation_based): spikes are the output, the membrane is ``v``
 
 _SPIKINGJELLY_CHARGE = {
@@ -453,7 +440,7 @@ _SPIKINGJELLY = NeuronRule(
 
 def _register_spikingjelly(neuron_module: object) -> None:
     for name in ("BaseNode", "SimpleBaseNode"):
-        _register_from(neuron_module, name, _SPIKINGJELLY)
+        REGISTRY.register_from(neuron_module, name, _SPIKINGJELLY)
 
 
 # --- sinabs: [B, T, ...] per call (squeezed: [B * T, ...]); the membrane is ``v_mem``
@@ -521,10 +508,10 @@ def _register_sinabs(layers: Any) -> None:
             steps=steps,
         )
 
-    _register_from(layers, "LIF", rule(_sinabs_cost))  # IAF and the variants subclass it
-    _register_from(layers, "ALIF", rule(None))
+    REGISTRY.register_from(layers, "LIF", rule(_sinabs_cost))  # IAF and the variants subclass it
+    REGISTRY.register_from(layers, "ALIF", rule(None))
     # a leaky integrator without spikes (its output is v_mem): an activation
-    _register_from(layers, "ExpLeak", NeuronRule(spikes=spikes, spiking=False, steps=steps))
+    REGISTRY.register_from(layers, "ExpLeak", NeuronRule(spikes=spikes, spiking=False, steps=steps))
 
 
 # --- norse: (spikes, state) per call; the membrane is the state's ``v``
@@ -594,16 +581,16 @@ _NORSE_SEQUENCE = NeuronRule(
 
 def _register_norse(snn_module: object) -> None:
     for name in ("SNNCell", "SNNRecurrentCell"):
-        _register_from(snn_module, name, _NORSE_CELL)
+        REGISTRY.register_from(snn_module, name, _NORSE_CELL)
     for name in ("SNN", "SNNRecurrent"):
-        _register_from(snn_module, name, _NORSE_SEQUENCE)
+        REGISTRY.register_from(snn_module, name, _NORSE_SEQUENCE)
 
 
 def _register_norse_integrators(module: object) -> None:
     # leaky integrators output their membrane, not spikes: activations
     for name in ("LICell", "LIBoxCell"):
-        _register_from(module, name, NeuronRule(spikes=_output_spikes, spiking=False))
-    _register_from(
+        REGISTRY.register_from(module, name, NeuronRule(spikes=_output_spikes, spiking=False))
+    REGISTRY.register_from(
         module,
         "LI",
         NeuronRule(spikes=_norse_sequence_spikes, spiking=False, steps=_norse_sequence_steps),
@@ -612,23 +599,12 @@ def _register_norse_integrators(module: object) -> None:
 
 # framework module -> registers its entries (a user's own entry for a type is kept); each
 # runs once, when its module is first seen imported
-_FRAMEWORK_ENTRIES: dict[str, Callable[[Any], None]] = {
-    "spikingjelly.activation_based.neuron": _register_spikingjelly,
-    "sinabs.layers": _register_sinabs,
-    "norse.torch.module.snn": _register_norse,
-    "norse.torch.module.leaky_integrator": _register_norse_integrators,
-    "norse.torch.module.leaky_integrator_box": _register_norse_integrators,
-}
-
-_PENDING_FRAMEWORKS = set(_FRAMEWORK_ENTRIES)
-
-
-def _register_framework_entries() -> None:
-    """Register the entries of every framework module the user has imported by now.
-
-    A model holding a framework's neuron has imported that framework, so a module that is
-    not in ``sys.modules`` has no neuron to read yet; nothing is ever imported here.
-    """
-    for name in [name for name in _PENDING_FRAMEWORKS if name in sys.modules]:
-        _PENDING_FRAMEWORKS.discard(name)
-        _FRAMEWORK_ENTRIES[name](sys.modules[name])
+REGISTRY.add_frameworks(
+    {
+        "spikingjelly.activation_based.neuron": _register_spikingjelly,
+        "sinabs.layers": _register_sinabs,
+        "norse.torch.module.snn": _register_norse,
+        "norse.torch.module.leaky_integrator": _register_norse_integrators,
+        "norse.torch.module.leaky_integrator_box": _register_norse_integrators,
+    }
+)

@@ -41,8 +41,8 @@ class FakeDropConnect(nn.Module):
 
 
 def test_framework_entries_register_once_the_framework_is_imported(monkeypatch):
-    monkeypatch.setattr(connections, "_RULES", dict(connections._RULES))
-    monkeypatch.setattr(connections, "_PENDING_FRAMEWORKS", {SPIKINGJELLY})
+    monkeypatch.setattr(connections.REGISTRY, "rules", dict(connections.REGISTRY.rules))
+    monkeypatch.setattr(connections.REGISTRY, "pending", {SPIKINGJELLY})
     monkeypatch.delitem(sys.modules, SPIKINGJELLY, raising=False)
     layer = FakeDropConnect()
     assert connections.connection_rule(layer) is None  # "spikingjelly" not imported yet
@@ -54,12 +54,12 @@ def test_framework_entries_register_once_the_framework_is_imported(monkeypatch):
         layer(torch.tensor([[1.0, 1.0, 0.0]]))  # inputs 0, 1: weights in column 0 only
         synops.update()
         assert float(synops.compute()["effective_acs"]) == 1.0
-    assert not connections._PENDING_FRAMEWORKS  # registered once
+    assert not connections.REGISTRY.pending  # registered once
 
 
 def test_a_users_entry_is_kept(monkeypatch):
-    monkeypatch.setattr(connections, "_RULES", dict(connections._RULES))
-    monkeypatch.setattr(connections, "_PENDING_FRAMEWORKS", {SPIKINGJELLY})
+    monkeypatch.setattr(connections.REGISTRY, "rules", dict(connections.REGISTRY.rules))
+    monkeypatch.setattr(connections.REGISTRY, "pending", {SPIKINGJELLY})
     mine = connections.ConnectionRule(
         feature_dims=lambda layer: 1, apply=lambda layer, x, w: nn.functional.linear(x, w)
     )

@@ -87,8 +87,8 @@ class FakeNode(nn.Module):
 
 
 def test_entries_register_once_the_framework_is_imported(monkeypatch):
-    monkeypatch.setattr(neurons, "_RULES", dict(neurons._RULES))
-    monkeypatch.setattr(neurons, "_PENDING_FRAMEWORKS", {SPIKINGJELLY})
+    monkeypatch.setattr(neurons.REGISTRY, "rules", dict(neurons.REGISTRY.rules))
+    monkeypatch.setattr(neurons.REGISTRY, "pending", {SPIKINGJELLY})
     monkeypatch.delitem(sys.modules, SPIKINGJELLY, raising=False)
     net = nn.Sequential(FakeNode())
     assert find_neurons(net) == []  # "spikingjelly" not imported yet
@@ -105,14 +105,14 @@ def test_entries_register_once_the_framework_is_imported(monkeypatch):
         # 0.6, 0.9, 0 (spike): 3 at the first step + 3 + 0 + 3 after it
         assert float(updates.compute()) == 9
         assert rates.compute()["0"]["rates"].tolist() == [0.5, 0.0, 0.25]
-    assert not neurons._PENDING_FRAMEWORKS  # registered once
+    assert not neurons.REGISTRY.pending  # registered once
     with pytest.raises(ValueError, match="no operation cost is known for neuron type FakeNode"):
         sm.NeuronOperations(net)  # a class outside spikingjelly gets no built-in cost
 
 
 def test_a_users_entry_is_kept(monkeypatch):
-    monkeypatch.setattr(neurons, "_RULES", dict(neurons._RULES))
-    monkeypatch.setattr(neurons, "_PENDING_FRAMEWORKS", {SPIKINGJELLY})
+    monkeypatch.setattr(neurons.REGISTRY, "rules", dict(neurons.REGISTRY.rules))
+    monkeypatch.setattr(neurons.REGISTRY, "pending", {SPIKINGJELLY})
     mine = sm.NeuronRule(spikes=lambda module, output: output, cost=1)
     sm.register_neuron(FakeNode, mine)
     fake = types.ModuleType(SPIKINGJELLY)
