@@ -21,3 +21,12 @@ def ddp3() -> Iterator[WorkerPool]:
     pool = WorkerPool(3)
     yield pool
     pool.close()
+
+
+@pytest.fixture(scope="module")
+def sinabs():
+    """The sinabs package, or a skip saying how to install it (an optional peer)."""
+    return pytest.importorskip(
+        "sinabs",
+        reason="sinabs not installed: pip install --no-deps sinabs==3.1.3 nir nirtorch pbr h5py",
+    )

@@ -41,14 +41,6 @@ B, T = 3, 5
 
 
 @pytest.fixture(scope="module")
-def sinabs():
-    return pytest.importorskip(
-        "sinabs",
-        reason="sinabs not installed: pip install --no-deps sinabs==3.1.3 nir nirtorch pbr h5py",
-    )
-
-
-@pytest.fixture(scope="module")
 def spikingjelly():
     pytest.importorskip(
         "spikingjelly.activation_based.neuron",

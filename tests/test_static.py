@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from snnmetrics.functional import connection_sparsity, footprint, parameter_count
+from tests.workloads import gsc_snn
 
 # snnTorch neuron constants, as registered buffers (snnTorch >= 0.7):
 # threshold (f32) + graded_spikes_factor (f32) + reset_mechanism_val (int64) + beta (f32)
@@ -19,23 +20,6 @@ def set_weight(layer: nn.Module, values) -> nn.Module:
     with torch.no_grad():
         layer.weight.copy_(torch.as_tensor(values, dtype=layer.weight.dtype))
     return layer
-
-
-def gsc_snn() -> nn.Sequential:
-    def leaky(**kwargs):
-        return snn.Leaky(beta=0.9, init_hidden=True, **kwargs)
-
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(20, 256),
-        leaky(),
-        nn.Linear(256, 256),
-        leaky(),
-        nn.Linear(256, 256),
-        leaky(),
-        nn.Linear(256, 35),
-        leaky(output=True),
-    )
 
 
 # ----------------------------------------------------------------------------- parameters

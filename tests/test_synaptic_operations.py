@@ -14,6 +14,7 @@ from torch import nn
 
 from snnmetrics import SynapticOperations
 from snnmetrics.functional import fanout, parameter_count
+from tests.workloads import gsc_snn
 
 CONNECTIONS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -328,23 +329,6 @@ def test_neurobench_unit_linear_leaky_acs():
 
 
 # ----------------------------------------------------------------------------- architectures
-
-
-def gsc_snn() -> nn.Sequential:
-    def leaky(**kwargs):
-        return snn.Leaky(beta=0.9, init_hidden=True, **kwargs)
-
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(20, 256),
-        leaky(),
-        nn.Linear(256, 256),
-        leaky(),
-        nn.Linear(256, 256),
-        leaky(),
-        nn.Linear(256, 35),
-        leaky(output=True),
-    )
 
 
 def test_gsc_snn_dense_and_parameters():

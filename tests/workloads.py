@@ -48,6 +48,25 @@ def build_net() -> nn.Sequential:
     return net
 
 
+def gsc_snn() -> nn.Sequential:
+    """NeuroBench's GSC SNN (``examples/gsc/SNN.py``): 20-256-256-256-35, Leaky(0.9)."""
+
+    def leaky(**kwargs: Any) -> snn.Leaky:
+        return snn.Leaky(beta=0.9, init_hidden=True, **kwargs)
+
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(20, 256),
+        leaky(),
+        nn.Linear(256, 256),
+        leaky(),
+        nn.Linear(256, 256),
+        leaky(),
+        nn.Linear(256, 35),
+        leaky(output=True),
+    )
+
+
 def make_batch(index: int) -> torch.Tensor:
     """Batch ``index`` of spikes ``[B, STEPS, 2, 8]``; batch 3 is graded (MAC calls)."""
     gen = torch.Generator().manual_seed(50 + index)
