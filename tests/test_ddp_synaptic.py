@@ -116,3 +116,18 @@ def _ddp_wrapped_task(rank: int, world_size: int, shards: list[list[int]]) -> di
 def test_model_wrapped_in_distributed_data_parallel(ddp2):
     expected = _run_synaptic(list(range(len(BATCH_SIZES))))
     _assert_same(ddp2.run(_ddp_wrapped_task, [[1, 3], [0, 2]]), expected)
+
+
+def _synops_mismatch_task(rank: int, world_size: int) -> str:
+    metric = SynOps(fanout=2.0)
+    metric.update(torch.ones(2, 3 + rank))  # a different number of neurons on each rank
+    try:
+        metric.compute()
+    except ValueError as error:
+        return str(error)
+    return "no error"
+
+
+def test_synops_ranks_with_different_neuron_shapes_all_raise(ddp3):
+    errors = ddp3.run(_synops_mismatch_task)
+    assert all("ranks saw different shapes for state synops_sum" in e for e in errors)

@@ -23,7 +23,7 @@ from snnmetrics.functional.sparsey import (
     smallest_distinct,
 )
 from snnmetrics.metrics.base import HookedMetric
-from snnmetrics.metrics.firing import adopt_shapes, agree_on_shapes
+from snnmetrics.metrics.lazy import LazyShapes
 from snnmetrics.neurons import find_neurons
 from snnmetrics.tracking.code import CodeSink, CodeTap, CodeTotals, InputTap
 from snnmetrics.tracking.hub import Tap, acquire
@@ -85,7 +85,7 @@ def _feeding_layer(
     return before
 
 
-class CodeMetric(HookedMetric):
+class CodeMetric(LazyShapes, HookedMetric):
     """Base of the sparse-code metrics.
 
     Watches the neuron layers named in ``layers`` (default: every spiking neuron, see
@@ -96,6 +96,7 @@ class CodeMetric(HookedMetric):
     """
 
     best_key: str | None = None
+    _lazy: list[str]
     nonfinite: Tensor
 
     def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, **kwargs: Any):
@@ -108,7 +109,7 @@ class CodeMetric(HookedMetric):
             )
         self.layer_names = [name for name, _ in chosen]
         self._code_taps = [acquire(module, CodeTap) for _, module in chosen]
-        self._lazy: list[str] = []
+        self._lazy = []
         self._sinks: list[CodeSink] = []
         self.add_state("nonfinite", torch.zeros((), dtype=torch.int64), "sum", persistent=True)
         try:
@@ -172,15 +173,6 @@ class CodeMetric(HookedMetric):
             tap.remove_sink(sink)
         self._sinks = []
         super().detach()
-
-    def _reduce_states(self, incoming_state: dict[str, Any]) -> None:
-        super()._reduce_states(adopt_shapes(self, self._lazy, incoming_state))
-
-    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any | None = None) -> None:
-        if self._lazy:
-            agree_on_shapes(self, self._lazy, process_group or self.process_group)
-        kwargs = {} if dist_sync_fn is None else {"dist_sync_fn": dist_sync_fn}
-        super()._sync_dist(process_group=process_group, **kwargs)
 
 
 def _difference(now: Tensor | None, before: Tensor | None) -> Tensor | None:

@@ -17,6 +17,7 @@ from snnmetrics.functional.synops import (
     synops_per_neuron,
 )
 from snnmetrics.metrics.base import HookedMetric
+from snnmetrics.metrics.lazy import LazyShapes
 from snnmetrics.tracking.call import acquire_connection_tap
 from snnmetrics.tracking.connection import ConnectionTotals
 
@@ -176,7 +177,7 @@ def check_finite_synops(acs: Tensor, macs: Tensor) -> None:
         )
 
 
-class SynOps(Metric):
+class SynOps(LazyShapes, Metric):
     """Synaptic operations of one layer from its activations (the snnmetrics 0.0.1 API).
 
     ``SynOps(fanout=...)`` takes the fanout of the layer's neurons: a number (every neuron
@@ -228,7 +229,7 @@ class SynOps(Metric):
             shape = tuple(int(s) for s in neuron_shape)
         else:
             shape = None  # taken from the first batch
-        self._lazy_shape = shape is None
+        self._lazy = () if shape is not None else ("synops_sum",)
         default = torch.zeros(shape if shape is not None else (0,), dtype=torch.float64)
         self.add_state("synops_sum", default, dist_reduce_fx="sum", persistent=True)
         samples = torch.zeros((), dtype=torch.int64)
@@ -236,7 +237,7 @@ class SynOps(Metric):
 
     def update(self, activations: Tensor) -> None:
         per_neuron = synops_per_neuron(activations, self.fanout)
-        if self.synops_sum.numel() == 0 and self._lazy_shape:
+        if self.synops_sum.numel() == 0 and self._lazy:
             self.synops_sum = torch.zeros_like(per_neuron, device=self.synops_sum.device)
         if per_neuron.shape != self.synops_sum.shape:
             raise ValueError(
@@ -250,36 +251,3 @@ class SynOps(Metric):
         if int(self.samples) <= 0:
             raise ValueError("SynOps has no samples: call update(activations) first")
         return per_sample_result(self.synops_sum / self.samples, self.sample_time)
-
-    def _reduce_states(self, incoming_state: dict[str, Any]) -> None:
-        # a lazily shaped state is empty until its first batch: adopt the other's shape
-        if self._lazy_shape:
-            mine, theirs = self.synops_sum, incoming_state["synops_sum"]
-            if theirs.numel() == 0 and mine.numel():
-                incoming_state = {**incoming_state, "synops_sum": torch.zeros_like(mine)}
-            elif mine.numel() == 0 and theirs.numel():
-                self.synops_sum = torch.zeros_like(theirs)
-        super()._reduce_states(incoming_state)
-
-    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any | None = None) -> None:
-        if self._lazy_shape:
-            self._agree_on_shape(process_group or self.process_group)
-        kwargs = {} if dist_sync_fn is None else {"dist_sync_fn": dist_sync_fn}
-        super()._sync_dist(process_group=process_group, **kwargs)
-
-    def _agree_on_shape(self, group: Any) -> None:
-        """Give ranks that saw no batch the neuron shape of the others."""
-        encoded = torch.zeros(4, dtype=torch.int64, device=self.synops_sum.device)
-        if self.synops_sum.numel():
-            shape = self.synops_sum.shape
-            encoded[0] = len(shape)
-            encoded[1 : 1 + len(shape)] = torch.tensor(shape)
-        torch.distributed.all_reduce(encoded, torch.distributed.ReduceOp.MAX, group=group)
-        agreed = tuple(int(s) for s in encoded[1 : 1 + int(encoded[0])])
-        if self.synops_sum.numel() == 0:
-            self.synops_sum = torch.zeros(agreed, dtype=torch.float64, device=encoded.device)
-        elif tuple(self.synops_sum.shape) != agreed:
-            raise ValueError(
-                f"ranks saw activations of different neuron shapes: {tuple(self.synops_sum.shape)} "
-                f"here, {agreed} elsewhere"
-            )
