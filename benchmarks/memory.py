@@ -26,18 +26,10 @@ from typing import Any
 
 import snntorch as snn
 import torch
+from overhead import METRICS  # type: ignore[import-not-found]
 from torch import nn
 
-import snnmetrics as sm
 from snnmetrics.examples import mlp_snn, poisson_spikes, run_steps
-
-METRICS = (
-    sm.SynapticOperations,
-    sm.NeuronOperations,
-    sm.MembraneUpdates,
-    sm.ActivationSparsity,
-    sm.FiringRate,
-)
 
 
 def _small_snn() -> nn.Sequential:
