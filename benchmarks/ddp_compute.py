@@ -51,6 +51,7 @@ def _worker(rank: int, world_size: int, port: int, repeats: int, out: str) -> No
     if rank == 0:
         with open(out, "w", encoding="utf-8") as handle:
             json.dump(best, handle)
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 

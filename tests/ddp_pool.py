@@ -41,6 +41,7 @@ def _worker(rank: int, world_size: int, port: int, tasks: Any, results: Any) -> 
             results.put((rank, True, fn(rank, world_size, *args)))
         except BaseException:
             results.put((rank, False, traceback.format_exc()))
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 
