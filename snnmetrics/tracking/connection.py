@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from snnmetrics.functional.fanout import fanout_map, require_rule
 from snnmetrics.tracking.hub import Tap
+from snnmetrics.tracking.staging import MAX_STAGED_CALLS, Staging
 
 __all__ = ["ConnectionTap", "ConnectionTotals"]
 
@@ -37,10 +38,11 @@ class ConnectionTotals(NamedTuple):
 class ConnectionTap(Tap):
     """Counts, per call, the nonzero inputs of a connection layer.
 
-    The hot path never multiplies by the fanout: it adds each call's per-element nonzero
-    counts (summed over rows) to a pending buffer, once for every call and once more for
-    calls whose input is not in {-1, 0, 1} (MAC calls). The buffers are folded into the
-    totals with the fanout map (one dot product) on :meth:`flush`, which runs when a
+    The hot path never multiplies by the fanout: it stages ``|x|`` (see
+    :mod:`~snnmetrics.tracking.staging`), and the staged calls add their per-element
+    nonzero counts (summed over rows) to a pending buffer, once for every call and once
+    more for calls whose input is not in {-1, 0, 1} (MAC calls). The buffers are folded
+    into the totals with the fanout map (one dot product) on :meth:`flush`, which runs when a
     subscriber updates and before the weights or the input shape change, so the fanout
     in use is always the one of the weights that saw those inputs.
     """
@@ -63,6 +65,8 @@ class ConnectionTap(Tap):
         self._pending_rows = 0
         self._pending_all: Tensor | None = None
         self._pending_mac: Tensor | None = None
+        self._ones = torch.ones(0)  # the weights that sum staged calls, one per call
+        self._staging = Staging(self._count, scratch=True)
         self._effective_fanout: Tensor | None = None  # of the weights since the last flush
         self._structural_fanout: Tensor | None = None  # this segment's, on the device
         # per feature shape: structural fanout (on the CPU) and dense taps per row
@@ -96,15 +100,26 @@ class ConnectionTap(Tap):
             ).flatten()
         self._pending_rows += rows
         self._dense += rows * self._dense_per_row
+        self._staging.stage_magnitude(x)
 
-        a = x.detach().abs()
-        nonzero = a.sign()
-        per_element = nonzero.sum(self._row_dims, dtype=self._sum_dtype) if n_rows else nonzero
-        # largest distance of |x| from {0, 1}: zero iff this is an AC call; NaN if x has NaN
-        distance = a.sub_(nonzero).abs_().amax()
+    def _count(self, a: Tensor, nonzero: Tensor | None) -> None:
+        """Add the nonzero inputs of staged calls (``|x|``, ``[calls, *rows, *features]``)
+        to the pending counts: to all of them, and to the MAC ones for calls not in
+        {-1, 0, 1}. Works in place: ``a`` ends as distances, ``nonzero`` (scratch) as
+        indicators."""
+        assert nonzero is not None
+        torch.sign(a, out=nonzero)
+        if self._row_dims:
+            per_call = nonzero.sum(self._row_dims, dtype=self._sum_dtype).flatten(1)
+        else:
+            per_call = nonzero.flatten(1).to(self._sum_dtype)
+        # each call's largest distance of |x| from {0, 1}: zero iff it is an AC call, NaN if
+        # the call has NaN
+        distance = a.sub_(nonzero).abs_().flatten(1).amax(1)
+        is_mac = distance.clamp_(max=1).ceil_().to(per_call.dtype)
         assert self._pending_all is not None and self._pending_mac is not None
-        self._pending_all.add_(per_element)
-        self._pending_mac.addcmul_(per_element, distance.clamp_(max=1).ceil_())
+        self._pending_all.addmv_(per_call.T, self._ones[: len(a)])
+        self._pending_mac.addmv_(per_call.T, is_mac)
 
     def _start_segment(
         self, module: nn.Module, x: Tensor, n_rows: int, key: tuple[object, ...]
@@ -129,10 +144,11 @@ class ConnectionTap(Tap):
                 structural_cpu.to(x.device) if self.want_structural else None
             )
             self._pending_all = torch.zeros(
-                feature_shape, dtype=self._sum_dtype, device=x.device
+                feature_shape.numel(), dtype=self._sum_dtype, device=x.device
             )
             self._pending_mac = torch.zeros_like(self._pending_all)
-        self._row_dims = tuple(range(n_rows))
+            self._ones = torch.ones(MAX_STAGED_CALLS, dtype=self._sum_dtype, device=x.device)
+        self._row_dims = tuple(range(1, n_rows + 1))  # dim 0 of the staged calls is the call
         self._feature_shape = feature_shape
         self._key = key
 
@@ -144,12 +160,13 @@ class ConnectionTap(Tap):
         so does every update, so weights edited in a way autograd does not track
         (``weight.data[...] = 0``) between two updates are followed too.
         """
+        self._staging.drain()
         effective, self._effective_fanout = self._effective_fanout, None
         if self._pending_rows == 0:
             return
         assert self._counts is not None and effective is not None
         assert self._pending_all is not None and self._pending_mac is not None
-        pending = torch.stack((self._pending_all.flatten(), self._pending_mac.flatten()))
+        pending = torch.stack((self._pending_all, self._pending_mac))
         pending = pending.to(torch.float64)
         self._counts[0:2] += pending @ effective.to(pending.device)
         if self.want_structural:

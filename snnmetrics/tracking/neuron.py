@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from snnmetrics.neurons import require_neuron_rule
 from snnmetrics.tracking.hub import Tap, Window
+from snnmetrics.tracking.staging import Staging, float_dtype
 
 __all__ = ["NeuronTap", "NeuronTotals"]
 
@@ -32,21 +33,16 @@ class NeuronTotals(NamedTuple):
     neuron_steps: int
 
 
-def _nonzero(x: Tensor) -> Tensor:
-    """1 where ``x`` is nonzero, 0 where it is zero, NaN where it is NaN (elementwise)."""
-    x = x.detach()
-    if not x.is_floating_point():
-        x = x.to(torch.float32)
-    # abs/clamp/ceil: arithmetic only (x != 0 is several times slower on the CPU)
-    return x.abs().clamp_(max=1).ceil_()
+def _indicate_nonzero(magnitude: Tensor) -> Tensor:
+    """``|x|`` (floating, overwritten) as 1 where ``x`` is nonzero, 0 where zero, NaN
+    where NaN."""
+    # arithmetic only: x != 0 is several times slower on the CPU, and it and sign drop NaN
+    return magnitude.clamp_(max=1).ceil_()
 
 
 def _sum_dtype(x: Tensor) -> torch.dtype | None:
-    """A dtype that sums the 0/1 entries of ``x`` exactly."""
-    if x.numel() > _EXACT_FLOAT32:
-        return torch.float64
-    # half precision counts only to 2048 exactly: sum those in float32
-    return None if x.dtype in (torch.float32, torch.float64) else torch.float32
+    """A dtype that sums the 0/1 entries of ``x`` (floating) exactly."""
+    return torch.float64 if x.numel() > _EXACT_FLOAT32 else None
 
 
 _EXACT_FLOAT32 = 2**24  # float32 counts every integer up to here
@@ -86,6 +82,8 @@ class NeuronTap(Tap):
         self._outputs = 0
         self._neuron_steps = 0
         self._warned = False
+        self._spikes = Staging(self._count_spikes, on_layout=self._check_spikes)
+        self._differences = Staging(self._count_differences)
         hook = self._hook if self.rule.steps is None else self._steps_hook
         self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
 
@@ -102,6 +100,7 @@ class NeuronTap(Tap):
 
     def track_per_neuron(self) -> None:
         """Start counting nonzero outputs per neuron."""
+        self._spikes.drain()  # what was staged before counts in the total only
         self._per_neuron_wanted = True
 
     def _pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -114,7 +113,7 @@ class NeuronTap(Tap):
         """One step per call (the rule has no ``steps``)."""
         spikes = self._read_spikes(module, output)
         firsts = self._note_call(spikes.shape[0] if spikes.ndim else 1)
-        self._count_spikes(spikes)
+        self._stage_spikes(spikes)
         if self._membrane:
             self._count_membrane(module, output, firsts)
 
@@ -127,11 +126,16 @@ class NeuronTap(Tap):
         firsts = self._note_call(
             first.shape[0] if isinstance(first, Tensor) and first.ndim else spikes.shape[0]
         )
-        self._count_spikes(spikes)
+        self._stage_spikes(spikes)
         if self._membrane:
             assert self.rule.steps is not None
             steps = self.rule.steps(module, output)
             self._count_step_membranes(module, output, firsts, steps, spikes.numel())
+
+    def _stage_spikes(self, spikes: Tensor) -> None:
+        self._rows += spikes.shape[0] if spikes.ndim else 1
+        self._outputs += spikes.numel()
+        self._spikes.stage_magnitude(spikes)
 
     def _read_spikes(self, module: nn.Module, output: Any) -> Tensor:
         spikes = self.rule.spikes(module, output)
@@ -142,33 +146,43 @@ class NeuronTap(Tap):
             )
         return spikes
 
-    def _count_spikes(self, spikes: Tensor) -> None:
-        rows = spikes.shape[0] if spikes.ndim else 1
-        self._pending_on(spikes.device)
-        self._rows += rows
-        self._outputs += spikes.numel()
-        nonzero = _nonzero(spikes)
-        if self._per_neuron_wanted:
-            self._count_per_neuron(nonzero)
-        else:
+    def _count_spikes(self, magnitudes: Tensor, _: Tensor | None = None) -> None:
+        """Add the nonzero outputs of staged calls (``|spikes|``, ``[calls, *spikes]``) to
+        the pending counts: per neuron once a subscriber asks for it, else in total."""
+        nonzero = _indicate_nonzero(magnitudes)
+        dtype = _sum_dtype(nonzero)
+        if not self._per_neuron_wanted:
             assert self._pending_nonzero is not None
-            self._pending_nonzero.add_(nonzero.sum(dtype=_sum_dtype(nonzero)))
-
-    def _count_per_neuron(self, nonzero: Tensor) -> None:
-        per_row = nonzero if nonzero.ndim == 0 else nonzero.sum(0, dtype=_sum_dtype(nonzero))
+            self._pending_nonzero.add_(nonzero.sum(dtype=dtype))
+            return
+        per_neuron = nonzero.sum((0, 1) if nonzero.ndim > 1 else 0, dtype=dtype)
         buffer = self._pending_per_neuron
         if buffer is None:
             with torch.inference_mode(False):
-                buffer = torch.zeros(per_row.shape, dtype=torch.float64, device=per_row.device)
+                buffer = torch.zeros(
+                    per_neuron.shape, dtype=torch.float64, device=per_neuron.device
+                )
                 self._per_neuron = torch.zeros_like(buffer)
             self._pending_per_neuron = buffer
-        elif buffer.shape != per_row.shape:
+        buffer += per_neuron
+
+    def _check_spikes(self, spikes: Tensor) -> None:
+        """Ready the pending buffers for spikes shaped like ``spikes`` (a new layout)."""
+        buffer = self._pending_per_neuron
+        if self._per_neuron_wanted and buffer is not None and buffer.shape != spikes.shape[1:]:
             raise ValueError(
-                f"{type(self.module_ref()).__name__} was called with {tuple(per_row.shape)} "
+                f"{type(self.module_ref()).__name__} was called with {tuple(spikes.shape[1:])} "
                 f"neurons per sample after {tuple(buffer.shape)}: firing rates need the same "
                 "neurons in every call of a layer"
             )
-        buffer += per_row
+        self._pending_on(spikes.device)
+
+    def _count_differences(self, calls: Tensor, _: Tensor | None = None) -> None:
+        """Add the changed membranes of staged calls (``[calls, *membrane]``, each the
+        membrane after the call minus before it) to the pending counts."""
+        changed = _indicate_nonzero(calls.abs_())
+        assert self._pending_changed is not None
+        self._pending_changed.add_(changed.sum(dtype=_sum_dtype(changed)))
 
     def _read_membrane(self, module: nn.Module, output: Any) -> Tensor:
         assert self.rule.membrane_after is not None
@@ -189,15 +203,17 @@ class NeuronTap(Tap):
         if before is None or before.shape != after.shape:
             self._pending_changed.add_(neurons)
             return
+        if not firsts:
+            self._differences.stage_difference(after, before)
+            return
+        # the window needs this call's own count: count it now
         difference = after.detach() - before.detach()
-        if not difference.is_floating_point():
-            difference = difference.to(torch.float32)
-        changed = difference.abs_().clamp_(max=1).ceil_().sum(dtype=_sum_dtype(difference))
+        changed = _indicate_nonzero(difference.to(float_dtype(difference)).abs_())
+        changed = changed.sum(dtype=_sum_dtype(changed))
         self._pending_changed.add_(changed)
-        if firsts:
-            correction = neurons - changed
-            for window in firsts:
-                window.first_call[self] = correction
+        correction = neurons - changed
+        for window in firsts:
+            window.first_call[self] = correction
 
     def _count_step_membranes(
         self, module: nn.Module, output: Any, firsts: Sequence[Window], steps: int, outputs: int
@@ -219,15 +235,15 @@ class NeuronTap(Tap):
             self._warn_upper_bound(module, steps)
             return
         states = after.detach().reshape(steps, neurons)
-        if not states.is_floating_point():
-            states = states.to(torch.float32)
+        states = states.to(float_dtype(states))
         dtype = _sum_dtype(states)
         # steps after the first: the neurons whose membrane differs from the step before
-        later = (states[1:] - states[:-1]).abs_().clamp_(max=1).ceil_().sum(dtype=dtype)
+        later = _indicate_nonzero((states[1:] - states[:-1]).abs_()).sum(dtype=dtype)
         if before is None or before.numel() != neurons:
             self._pending_changed.add_(later).add_(neurons)  # fresh: all at the first step
             return
-        first = (states[0] - before.detach().reshape(neurons)).abs_().clamp_(max=1).ceil_()
+        first = (states[0] - before.detach().reshape(neurons).to(states.dtype)).abs_()
+        first = _indicate_nonzero(first)
         changed = first.sum(dtype=dtype)
         self._pending_changed.add_(later).add_(changed)
         if firsts:
@@ -267,6 +283,8 @@ class NeuronTap(Tap):
 
     def flush(self) -> None:
         """Fold the pending buffers into the cumulative totals, NaN counted apart."""
+        self._spikes.drain()
+        self._differences.drain()
         counts, pending = self._counts, self._pending
         if counts is None or pending is None:
             return
