@@ -68,6 +68,8 @@ class ConnectionTap(Tap):
         self._ones = torch.ones(0)  # the weights that sum staged calls, one per call
         self._staging = Staging(self._count, scratch=True)
         self._effective_fanout: Tensor | None = None  # of the weights since the last flush
+        # (feature shape, zero pattern, effective fanout) of the last derivation on the CPU
+        self._fanout_cache: tuple[torch.Size, Tensor, Tensor] | None = None
         self._structural_fanout: Tensor | None = None  # this segment's, on the device
         # per feature shape: structural fanout (on the CPU) and dense taps per row
         self._structural: dict[torch.Size, tuple[Tensor, int]] = {}
@@ -95,9 +97,7 @@ class ConnectionTap(Tap):
         if self._pending_rows + rows > self._row_limit:
             self.flush()
         if self._effective_fanout is None:  # first call since the last flush
-            self._effective_fanout = fanout_map(
-                module, self.rule, self._feature_shape, True
-            ).flatten()
+            self._effective_fanout = self._current_effective_fanout(module)
         self._pending_rows += rows
         self._dense += rows * self._dense_per_row
         self._staging.stage_magnitude(x)
@@ -120,6 +120,21 @@ class ConnectionTap(Tap):
         assert self._pending_all is not None and self._pending_mac is not None
         self._pending_all.addmv_(per_call.T, self._ones[: len(a)])
         self._pending_mac.addmv_(per_call.T, is_mac)
+
+    def _current_effective_fanout(self, module: nn.Module) -> Tensor:
+        """The effective fanout of the weights as they are now. Derived again only if
+        their zero pattern changed; the patterns are compared on the host, so only for
+        weights on the CPU (elsewhere it is derived every time, without a sync)."""
+        weight = self.rule.weight(module).detach()
+        if weight.device.type != "cpu":
+            return fanout_map(module, self.rule, self._feature_shape, True).flatten()
+        mask = weight != 0
+        cached = self._fanout_cache
+        if cached is not None and cached[0] == self._feature_shape and torch.equal(cached[1], mask):
+            return cached[2]
+        fanout = fanout_map(module, self.rule, self._feature_shape, True).flatten()
+        self._fanout_cache = (self._feature_shape, mask, fanout)
+        return fanout
 
     def _start_segment(
         self, module: nn.Module, x: Tensor, n_rows: int, key: tuple[object, ...]

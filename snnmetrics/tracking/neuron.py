@@ -82,6 +82,7 @@ class NeuronTap(Tap):
         self._outputs = 0
         self._neuron_steps = 0
         self._warned = False
+        self._dirty = False  # whether a call counted anything since the last flush
         self._spikes = Staging(self._count_spikes, on_layout=self._check_spikes)
         self._differences = Staging(self._count_differences)
         hook = self._hook if self.rule.steps is None else self._steps_hook
@@ -136,6 +137,7 @@ class NeuronTap(Tap):
         self._rows += spikes.shape[0] if spikes.ndim else 1
         self._outputs += spikes.numel()
         self._spikes.stage_magnitude(spikes)
+        self._dirty = True  # set after staging: a first call's staging may flush
 
     def _read_spikes(self, module: nn.Module, output: Any) -> Tensor:
         spikes = self.rule.spikes(module, output)
@@ -283,6 +285,9 @@ class NeuronTap(Tap):
 
     def flush(self) -> None:
         """Fold the pending buffers into the cumulative totals, NaN counted apart."""
+        if not self._dirty:
+            return  # nothing counted since the last flush
+        self._dirty = False
         self._spikes.drain()
         self._differences.drain()
         counts, pending = self._counts, self._pending
