@@ -40,6 +40,13 @@ def _indicate_nonzero(magnitude: Tensor) -> Tensor:
     return magnitude.clamp_(max=1).ceil_()
 
 
+def _count_changed(difference: Tensor) -> Tensor:
+    """How many elements of ``difference`` (floating, overwritten) are nonzero, as a 0-d
+    tensor; NaN if one is NaN."""
+    changed = _indicate_nonzero(difference.abs_())
+    return changed.sum(dtype=_sum_dtype(changed))
+
+
 def _sum_dtype(x: Tensor) -> torch.dtype | None:
     """A dtype that sums the 0/1 entries of ``x`` (floating) exactly."""
     return torch.float64 if x.numel() > _EXACT_FLOAT32 else None
@@ -182,9 +189,8 @@ class NeuronTap(Tap):
     def _count_differences(self, calls: Tensor, _: Tensor | None = None) -> None:
         """Add the changed membranes of staged calls (``[calls, *membrane]``, each the
         membrane after the call minus before it) to the pending counts."""
-        changed = _indicate_nonzero(calls.abs_())
         assert self._pending_changed is not None
-        self._pending_changed.add_(changed.sum(dtype=_sum_dtype(changed)))
+        self._pending_changed.add_(_count_changed(calls))
 
     def _read_membrane(self, module: nn.Module, output: Any) -> Tensor:
         assert self.rule.membrane_after is not None
@@ -210,8 +216,7 @@ class NeuronTap(Tap):
             return
         # the window needs this call's own count: count it now
         difference = after.detach() - before.detach()
-        changed = _indicate_nonzero(difference.to(float_dtype(difference)).abs_())
-        changed = changed.sum(dtype=_sum_dtype(changed))
+        changed = _count_changed(difference.to(float_dtype(difference)))
         self._pending_changed.add_(changed)
         correction = neurons - changed
         for window in firsts:
@@ -238,15 +243,12 @@ class NeuronTap(Tap):
             return
         states = after.detach().reshape(steps, neurons)
         states = states.to(float_dtype(states))
-        dtype = _sum_dtype(states)
         # steps after the first: the neurons whose membrane differs from the step before
-        later = _indicate_nonzero((states[1:] - states[:-1]).abs_()).sum(dtype=dtype)
+        later = _count_changed(states[1:] - states[:-1])
         if before is None or before.numel() != neurons:
             self._pending_changed.add_(later).add_(neurons)  # fresh: all at the first step
             return
-        first = (states[0] - before.detach().reshape(neurons).to(states.dtype)).abs_()
-        first = _indicate_nonzero(first)
-        changed = first.sum(dtype=dtype)
+        changed = _count_changed(states[0] - before.detach().reshape(neurons).to(states.dtype))
         self._pending_changed.add_(later).add_(changed)
         if firsts:
             correction = neurons - changed
