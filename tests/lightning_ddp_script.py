@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch.distributed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,3 +30,7 @@ if __name__ == "__main__":
     Path(sys.argv[1]).with_suffix(f".rank{trainer.global_rank}.json").write_text(
         json.dumps(logged)
     )
+    # shut gloo down together, before the interpreter does (a rank exiting with its
+    # process group alive can abort in a gloo thread)
+    trainer.strategy.barrier()
+    torch.distributed.destroy_process_group()
