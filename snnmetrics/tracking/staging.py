@@ -8,9 +8,9 @@ the next slot of a buffer allocated once (one op) and counts every staged call a
 in place, when the buffer is full or a reader asks (:meth:`Staging.drain`).
 
 Memory stays constant: a buffer (and its scratch twin, for counts that need one) holds
-at most :data:`STAGING_ELEMENTS` elements; a call too large to stage
-:data:`MIN_STAGED_CALLS` of is counted at once, on fresh tensors. Values, not references,
-are staged: a tensor edited in place after its call is counted as it was during the call.
+at most :data:`STAGING_ELEMENTS` elements; a larger call is counted at once, on fresh
+tensors. Values, not references, are staged: a tensor edited in place after its call is
+counted as it was during the call.
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ from torch import Tensor
 
 __all__ = ["MAX_STAGED_CALLS", "STAGING_ELEMENTS", "Staging", "float_dtype"]
 
-STAGING_ELEMENTS = 2**17  # per buffer: 512 KiB in float32
+STAGING_ELEMENTS = 2**18  # per buffer: 1 MiB in float32
 MAX_STAGED_CALLS = 32
-# Fewer calls per buffer do not pay for the cache the buffer takes: such calls are larger,
-# so their ops cost more in arithmetic than in dispatch and are counted at once.
-MIN_STAGED_CALLS = 8
 
 Count = Callable[[Tensor, Tensor | None], None]
 
@@ -107,7 +104,7 @@ class Staging:
     def _allocate(self, calls: int) -> None:
         self._buffer = self._scratch = None
         self._slots = ()
-        if calls < MIN_STAGED_CALLS:
+        if calls == 0:
             return
         assert self._layout is not None
         shape, dtype, device = self._layout
