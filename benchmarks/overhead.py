@@ -11,7 +11,7 @@ so that per-call hook cost shows) three identical copies of one model run the sa
 Hooks are attached and warmed up by one batch before timing (once per training run);
 each configuration is then timed (CPU time of the process, one thread,
 ``torch.no_grad()``) as the minimum over interleaved repeats of the same batches.
-Run: ``python benchmarks/overhead.py [--repeats 5] [--json PATH]``.
+Run: ``python benchmarks/overhead.py [--repeats 15] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def run(repeats: int, n_batches: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
