@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from snnmetrics.functional.fanout import fanout_map, require_rule
 from snnmetrics.tracking.hub import Tap
-from snnmetrics.tracking.staging import MAX_STAGED_CALLS, Staging
+from snnmetrics.tracking.staging import Staging
 
 __all__ = ["ConnectionTap", "ConnectionTotals"]
 
@@ -65,7 +65,6 @@ class ConnectionTap(Tap):
         self._pending_rows = 0
         self._pending_all: Tensor | None = None
         self._pending_mac: Tensor | None = None
-        self._ones = torch.ones(0)  # the weights that sum staged calls, one per call
         self._staging = Staging(self._count, scratch=True)
         self._effective_fanout: Tensor | None = None  # of the weights since the last flush
         # (feature shape, zero pattern, effective fanout) of the last derivation on the CPU
@@ -118,7 +117,7 @@ class ConnectionTap(Tap):
         distance = a.sub_(nonzero).abs_().flatten(1).amax(1)
         is_mac = distance.clamp_(max=1).ceil_().to(per_call.dtype)
         assert self._pending_all is not None and self._pending_mac is not None
-        self._pending_all.addmv_(per_call.T, self._ones[: len(a)])
+        self._pending_all.add_(per_call.sum(0))
         self._pending_mac.addmv_(per_call.T, is_mac)
 
     def _current_effective_fanout(self, module: nn.Module) -> Tensor:
@@ -162,7 +161,6 @@ class ConnectionTap(Tap):
                 feature_shape.numel(), dtype=self._sum_dtype, device=x.device
             )
             self._pending_mac = torch.zeros_like(self._pending_all)
-            self._ones = torch.ones(MAX_STAGED_CALLS, dtype=self._sum_dtype, device=x.device)
         self._row_dims = tuple(range(1, n_rows + 1))  # dim 0 of the staged calls is the call
         self._feature_shape = feature_shape
         self._key = key

@@ -56,8 +56,9 @@ class Staging:
     def stage_magnitude(self, x: Tensor) -> None:
         """Count ``|x|``, written straight into a slot when staged."""
         x = x.detach()
-        if x.dtype != float_dtype(x):
-            x = x.to(float_dtype(x))
+        dtype = float_dtype(x)
+        if x.dtype != dtype:
+            x = x.to(dtype)
         slot = self._slot(x)
         if slot is None:
             self._count_now(x.abs())
@@ -91,8 +92,9 @@ class Staging:
         self._count(calls, torch.empty_like(calls) if self._want_scratch else None)
 
     def _slot(self, x: Tensor) -> Tensor | None:
-        """The next free slot for a tensor like ``x``; ``None`` if such are not staged."""
-        layout = (x.shape, float_dtype(x), x.device)
+        """The next free slot for a tensor like ``x`` (already in its float dtype);
+        ``None`` if such are not staged."""
+        layout = (x.shape, x.dtype, x.device)
         if layout != self._layout:
             self.drain()
             if self._on_layout is not None:
