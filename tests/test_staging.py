@@ -134,3 +134,145 @@ def _taps(net: nn.Module) -> list[object]:
     from snnmetrics.tracking.hub import _TAPS
 
     return [tap for module in net.modules() for tap in _TAPS.get(module, {}).values()]
+
+
+class _SharedSpikes(nn.Module):
+    """Spikes fed on as they are, through a flattening view, to two layers at once, and
+    edited in place after their neuron ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+        self.lif1 = snn.Leaky(beta=0.7, threshold=0.3, init_hidden=True)
+        self.fc_a = nn.Linear(48, 5, bias=False)
+        self.fc_b = nn.Linear(48, 5, bias=False)
+        self.lif2 = snn.Leaky(beta=0.7, threshold=0.3, init_hidden=True)
+        self.fc_c = nn.Linear(5, 4, bias=False)
+
+    def forward(self, x: torch.Tensor, edit: bool) -> torch.Tensor:
+        spikes = self.lif1(self.conv(x)).flatten(1)
+        spikes2 = self.lif2(self.fc_a(spikes) + self.fc_b(spikes))
+        if edit:
+            spikes2.mul_(0.5)  # the neuron fired 1s; the next layer receives 0.5s (MAC)
+        return self.fc_c(spikes2)
+
+
+def _effective_ops(layer: nn.Module, x: torch.Tensor) -> int:
+    """Pairs of a nonzero input and a nonzero weight that one call multiplies."""
+    nonzero, weights = (x != 0).to(torch.float64), (layer.weight != 0).to(torch.float64)
+    if isinstance(layer, nn.Conv2d):
+        return int(nn.functional.conv2d(nonzero, weights, padding=layer.padding).sum())
+    return int((nonzero @ weights.T).sum())
+
+
+def test_a_layer_fed_by_a_neuron_counts_its_spikes_from_the_neuron_staging(monkeypatch):
+    torch.manual_seed(3)
+    net = _SharedSpikes()
+    with torch.no_grad():
+        net.fc_a.weight[:, ::4] = 0.0
+        net.conv.weight *= 3.0
+    rides: list[bool] = []
+    ride = staging.Staging.ride
+
+    def counted_ride(self: staging.Staging, x: torch.Tensor) -> bool:
+        rides.append(ride(self, x))
+        return rides[-1]
+
+    monkeypatch.setattr(staging.Staging, "ride", counted_ride)
+    synops = sm.SynapticOperations(net)
+    rates = sm.FiringRate(net, bins=4)
+    sparsity = sm.ActivationSparsity(net, by_layer=True)
+    inputs: dict[str, list[torch.Tensor]] = {"conv": [], "fc_a": [], "fc_b": [], "fc_c": []}
+    spikes: dict[str, list[torch.Tensor]] = {"lif1": [], "lif2": []}
+    for name in inputs:
+        getattr(net, name).register_forward_pre_hook(
+            lambda module, args, name=name: inputs[name].append(args[0].clone())
+        )
+    for name in spikes:
+        getattr(net, name).register_forward_hook(
+            lambda module, args, out, name=name: spikes[name].append(out.clone())
+        )
+    gen = torch.Generator().manual_seed(4)
+    samples = 0
+    with torch.no_grad():
+        for calls in (37, 11, 52):  # windows that end mid-buffer
+            rows = 3
+            samples += rows
+            for call in range(calls):
+                if call == calls // 2:
+                    rows = 2  # a new layout inside the window
+                x = (torch.rand(rows, 2, 4, 4, generator=gen) < 0.4).float()
+                net(x, edit=call % 5 == 4)
+            for metric in (synops, rates, sparsity):
+                metric.update(batch_size=3)
+    assert sum(rides) >= 2 * 100  # fc_a on lif1 and fc_c on lif2 (unless edited)
+    assert not all(rides)  # fc_b re-stages the values fc_a rode on; edited ones are staged
+    effective = mac = 0
+    for name, calls in inputs.items():
+        for x in calls:
+            ops = _effective_ops(getattr(net, name), x)
+            effective += ops
+            mac += ops if not bool(((x == 0) | (x.abs() == 1)).all()) else 0
+    figures = synops.compute()
+    assert figures["synops"].item() == effective / samples
+    assert figures["effective_macs"].item() == mac / samples
+    assert 0 < mac < effective
+    by_layer = sparsity.compute()
+    for name, outputs in spikes.items():
+        fired = torch.cat(outputs).to(torch.float64)
+        expected_rates = (fired != 0).sum(0).to(torch.float64) / fired.shape[0]
+        assert torch.equal(rates.compute()[name]["rates"], expected_rates)
+        assert by_layer[name].item() == float((fired == 0).sum()) / fired.numel()
+
+
+class _TwoSources(nn.Module):
+    """One layer fed by the spikes of two neurons in turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_a, self.in_b = nn.Linear(4, 6, bias=False), nn.Linear(4, 6, bias=False)
+        self.lif_a = snn.Leaky(beta=0.7, threshold=0.2, init_hidden=True)
+        self.lif_b = snn.Leaky(beta=0.7, threshold=0.2, init_hidden=True)
+        self.fc = nn.Linear(6, 3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.lif_a(self.in_a(x))) + self.fc(self.lif_b(self.in_b(x)))
+
+
+def test_a_layer_riding_on_two_neurons_counts_each_window_with_its_own_weights():
+    torch.manual_seed(5)
+    net = _TwoSources()
+    synops = sm.SynapticOperations(net)
+    sparsity = sm.ActivationSparsity(net)  # the neurons update after the synapses
+    fc_inputs: list[torch.Tensor] = []
+    net.fc.register_forward_pre_hook(lambda module, args: fc_inputs.append(args[0].clone()))
+    gen = torch.Generator().manual_seed(6)
+    expected = 0
+    with torch.no_grad():
+        for window in range(3):
+            fc_inputs.clear()
+            for _ in range(9):
+                net(torch.rand(2, 4, generator=gen) * 2)
+            ops = sum(_effective_ops(net.fc, x) for x in fc_inputs)
+            assert ops > 0
+            expected += ops
+            synops.update(batch_size=2)
+            sparsity.update()
+            counted = synops.compute_per_layer()["fc"]["synops"].item() * 2 * (window + 1)
+            assert counted == pytest.approx(expected, rel=1e-12)
+            net.fc.weight.data[:, window] = 0.0  # pruned between windows, untracked
+
+
+def test_nan_outputs_a_layer_rode_on_leave_both_layers_figures_undefined():
+    net = nn.Sequential(nn.ReLU(), nn.Linear(3, 2))
+    sparsity, synops = sm.ActivationSparsity(net), sm.SynapticOperations(net)
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.ones(2, 3))
+        net(torch.tensor([[float("nan"), 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    sparsity.update()
+    synops.update()
+    with pytest.raises(ValueError, match="NaN"):
+        sparsity.compute()
+    with pytest.raises(ValueError, match="NaN"):
+        synops.compute()

@@ -99,26 +99,30 @@ class ConnectionTap(Tap):
             self._effective_fanout = self._current_effective_fanout(module)
         self._pending_rows += rows
         self._dense += rows * self._dense_per_row
-        self._staging.stage_magnitude(x)
+        if not self._staging.ride(x):  # a neuron just staged these spikes: share them
+            self._staging.stage_magnitude(x)
 
-    def _count(self, a: Tensor, nonzero: Tensor | None) -> None:
+    def _count(self, a: Tensor, scratch: Tensor | None, _: Tensor | None = None) -> Tensor:
         """Add the nonzero inputs of staged calls (``|x|``, ``[calls, *rows, *features]``)
         to the pending counts: to all of them, and to the MAC ones for calls not in
-        {-1, 0, 1}. Works in place: ``a`` ends as distances, ``nonzero`` (scratch) as
-        indicators."""
-        assert nonzero is not None
-        torch.sign(a, out=nonzero)
+        {-1, 0, 1}. Leaves ``a`` as it is (a neuron's count may read it next), uses
+        ``scratch``, and returns the nonzero inputs per feature (NaN throughout if one was
+        NaN), which a neuron whose spikes these are need not count again."""
+        assert scratch is not None
+        nonzero = torch.sign(a, out=scratch)
         if self._row_dims:
             per_call = nonzero.sum(self._row_dims, dtype=self._sum_dtype).flatten(1)
-        else:
-            per_call = nonzero.flatten(1).to(self._sum_dtype)
+        else:  # a copy: the scratch is overwritten next
+            per_call = nonzero.flatten(1).to(self._sum_dtype, copy=True)
         # each call's largest distance of |x| from {0, 1}: zero iff it is an AC call, NaN if
         # the call has NaN
-        distance = a.sub_(nonzero).abs_().flatten(1).amax(1)
+        distance = torch.sub(a, nonzero, out=scratch).abs_().flatten(1).amax(1)
         is_mac = distance.clamp_(max=1).ceil_().to(per_call.dtype)
         assert self._pending_all is not None and self._pending_mac is not None
-        self._pending_all.add_(per_call.sum(0))
+        nonzero_per_feature = per_call.sum(0)
+        self._pending_all.add_(nonzero_per_feature)
         self._pending_mac.addmv_(per_call.T, is_mac)
+        return nonzero_per_feature.add_(is_mac.sum(), alpha=0)  # NaN stays
 
     def _current_effective_fanout(self, module: nn.Module) -> Tensor:
         """The effective fanout of the weights as they are now. Derived again only if
@@ -192,8 +196,14 @@ class ConnectionTap(Tap):
         self._pending_rows = 0
 
     def totals(self) -> ConnectionTotals:
-        """Flush, then return the cumulative totals (a copy, safe to keep as a snapshot)."""
-        self.flush()
-        if self._counts is None:
-            return ConnectionTotals(torch.zeros(4, dtype=torch.float64), self._dense)
-        return ConnectionTotals(self._counts.clone(), self._dense)
+        """Flush, then return the cumulative totals: a copy, safe to keep as a snapshot,
+        and shared by every reader until the next call (so read-only)."""
+        if self._snapshot is None:
+            self.flush()
+            counts = self._counts
+            self._snapshot = ConnectionTotals(
+                counts.clone() if counts is not None else torch.zeros(4, dtype=torch.float64),
+                self._dense,
+            )
+        snapshot: ConnectionTotals = self._snapshot
+        return snapshot

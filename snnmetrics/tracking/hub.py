@@ -48,6 +48,9 @@ class Tap:
         self.module_ref = weakref.ref(module)
         self.subscribers = 0
         self.calls = 0
+        # a subclass's last totals, kept until its next call: every subscriber that
+        # updates after one forward pass reads the same snapshot
+        self._snapshot: Any = None
         self._awaiting: list[Window] = []
         self._handles: list[RemovableHandle] = []
 
@@ -59,6 +62,7 @@ class Tap:
     def _note_call(self, batch_size: int) -> Sequence[Window]:
         """Count a call; return the windows for which it is this tap's first call."""
         self.calls += 1
+        self._snapshot = None
         if not self._awaiting:
             return ()
         firsts, self._awaiting = self._awaiting, []

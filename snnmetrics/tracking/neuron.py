@@ -90,7 +90,7 @@ class NeuronTap(Tap):
         self._neuron_steps = 0
         self._warned = False
         self._dirty = False  # whether a call counted anything since the last flush
-        self._spikes = Staging(self._count_spikes, on_layout=self._check_spikes)
+        self._spikes = Staging(self._count_spikes, on_layout=self._check_spikes, shared=True)
         self._differences = Staging(self._count_differences)
         hook = self._hook if self.rule.steps is None else self._steps_hook
         self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
@@ -110,6 +110,7 @@ class NeuronTap(Tap):
         """Start counting nonzero outputs per neuron."""
         self._spikes.drain()  # what was staged before counts in the total only
         self._per_neuron_wanted = True
+        self._snapshot = None
 
     def _pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         assert self.rule.membrane_before is not None
@@ -155,16 +156,27 @@ class NeuronTap(Tap):
             )
         return spikes
 
-    def _count_spikes(self, magnitudes: Tensor, _: Tensor | None = None) -> None:
+    def _count_spikes(
+        self, magnitudes: Tensor, _: Tensor | None = None, ridden: Tensor | None = None
+    ) -> None:
         """Add the nonzero outputs of staged calls (``|spikes|``, ``[calls, *spikes]``) to
-        the pending counts: per neuron once a subscriber asks for it, else in total."""
-        nonzero = _indicate_nonzero(magnitudes)
-        dtype = _sum_dtype(nonzero)
-        if not self._per_neuron_wanted:
-            assert self._pending_nonzero is not None
-            self._pending_nonzero.add_(nonzero.sum(dtype=dtype))
+        the pending counts: per neuron once a subscriber asks for it, else in total.
+        ``ridden`` may hold them per neuron already: a connection layer that every staged
+        call fed has counted them (see :class:`~snnmetrics.tracking.staging.Staging`)."""
+        assert self._pending_nonzero is not None
+        shape = magnitudes.shape[2:]
+        if ridden is not None and magnitudes.ndim > 1 and ridden.numel() == shape.numel():
+            per_neuron = ridden.view(shape)
+        elif self._per_neuron_wanted:
+            nonzero = _indicate_nonzero(magnitudes)
+            per_neuron = nonzero.sum((0, 1) if nonzero.ndim > 1 else 0, dtype=_sum_dtype(nonzero))
+        else:
+            nonzero = _indicate_nonzero(magnitudes)
+            self._pending_nonzero.add_(nonzero.sum(dtype=_sum_dtype(nonzero)))
             return
-        per_neuron = nonzero.sum((0, 1) if nonzero.ndim > 1 else 0, dtype=dtype)
+        if not self._per_neuron_wanted:
+            self._pending_nonzero.add_(per_neuron.sum())
+            return
         buffer = self._pending_per_neuron
         if buffer is None:
             with torch.inference_mode(False):
@@ -186,7 +198,9 @@ class NeuronTap(Tap):
             )
         self._pending_on(spikes.device)
 
-    def _count_differences(self, calls: Tensor, _: Tensor | None = None) -> None:
+    def _count_differences(
+        self, calls: Tensor, _: Tensor | None = None, __: Tensor | None = None
+    ) -> None:
         """Add the changed membranes of staged calls (``[calls, *membrane]``, each the
         membrane after the call minus before it) to the pending counts."""
         assert self._pending_changed is not None
@@ -310,14 +324,18 @@ class NeuronTap(Tap):
         pending.zero_()
 
     def totals(self) -> NeuronTotals:
-        """Flush, then return the cumulative totals (copies, safe to keep as a snapshot)."""
-        self.flush()
-        counts = self._counts
-        per_neuron = self._per_neuron
-        return NeuronTotals(
-            counts.clone() if counts is not None else torch.zeros(3, dtype=torch.float64),
-            per_neuron.clone() if per_neuron is not None else None,
-            self._rows,
-            self._outputs,
-            self._neuron_steps,
-        )
+        """Flush, then return the cumulative totals: copies, safe to keep as a snapshot,
+        and shared by every reader until the next call (so read-only)."""
+        if self._snapshot is None:
+            self.flush()
+            counts = self._counts
+            per_neuron = self._per_neuron
+            self._snapshot = NeuronTotals(
+                counts.clone() if counts is not None else torch.zeros(3, dtype=torch.float64),
+                per_neuron.clone() if per_neuron is not None else None,
+                self._rows,
+                self._outputs,
+                self._neuron_steps,
+            )
+        snapshot: NeuronTotals = self._snapshot
+        return snapshot

@@ -11,10 +11,19 @@ Memory stays constant: a buffer (and its scratch twin, for counts that need one)
 at most :data:`STAGING_ELEMENTS` elements; a larger call is counted at once, on fresh
 tensors. Values, not references, are staged: a tensor edited in place after its call is
 counted as it was during the call.
+
+The spikes a neuron stages are, most of the time, the very input of the next connection
+layer, which needs their magnitudes too. A staging made with ``shared=True`` lets the
+next staging handed the same values (the same tensor, or a contiguous view of it, not
+edited since) *ride* on its newest slot instead of copying them again
+(:meth:`Staging.ride`); the rider's count then runs on the host's slots, before the
+host's own count, whenever the host drains.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -25,17 +34,35 @@ __all__ = ["MAX_STAGED_CALLS", "STAGING_ELEMENTS", "Staging", "float_dtype"]
 STAGING_ELEMENTS = 2**18  # per buffer: 1 MiB in float32
 MAX_STAGED_CALLS = 32
 
-Count = Callable[[Tensor, Tensor | None], None]
+# count(calls, scratch, ridden) -> nonzero elements per element, summed over calls and
+# rows (see Staging)
+Count = Callable[[Tensor, Tensor | None, Tensor | None], Tensor | None]
+
+
+class _Newest(threading.local):
+    """The newest slot a shared staging filled in this thread, for :meth:`Staging.ride`:
+    (the staged tensor, its version then, the staging, the slot's index)."""
+
+    slot: tuple[weakref.ref[Tensor], int, weakref.ref[Staging], int] | None = None
+
+
+_newest = _Newest()
 
 
 class Staging:
-    """Stages same-layout tensors, one per call, for ``count(calls, scratch)``.
+    """Stages same-layout tensors, one per call, for ``count(calls, scratch, ridden)``.
 
     ``calls`` holds the staged calls stacked along a new dim 0 (``[calls, *shape]``,
     float32, or float64 for float64 tensors); ``count`` may overwrite it, and ``scratch``
     (a tensor of the same shape and dtype if ``scratch=True``, else ``None``) too. A call
     of another shape, dtype or device counts what is staged first, then calls
     ``on_layout`` with its tensor (to check it, or move counters to its device).
+
+    A staging with ``shared=True`` lends its newest slot to a staging that :meth:`ride` s
+    on it. A rider's count must leave ``calls`` as it is, and may return the nonzero
+    elements it saw, per element of a row, summed over the calls and rows (NaN throughout
+    if one was NaN); if it rode on every call the host counts, the host's count gets that
+    as ``ridden``, else ``None``.
     """
 
     def __init__(
@@ -43,28 +70,37 @@ class Staging:
         count: Count,
         scratch: bool = False,
         on_layout: Callable[[Tensor], None] | None = None,
+        shared: bool = False,
     ) -> None:
         self._count = count
         self._want_scratch = scratch
         self._on_layout = on_layout
+        self._shared = shared
         self._layout: tuple[torch.Size, torch.dtype, torch.device] | None = None
         self._buffer: Tensor | None = None
         self._scratch: Tensor | None = None
         self._slots: tuple[Tensor, ...] = ()
         self._staged = 0
+        # the staging that rides on slots [start, end) of this one, each call so shaped
+        self._rider: Staging | None = None
+        self._ride_start = self._ride_end = 0
+        self._ride_shape = torch.Size()
+        self._host: Staging | None = None  # the staging this one last rode on
 
     def stage_magnitude(self, x: Tensor) -> None:
         """Count ``|x|``, written straight into a slot when staged."""
-        x = x.detach()
-        dtype = float_dtype(x)
-        if x.dtype != dtype:
-            x = x.to(dtype)
-        slot = self._slot(x)
+        values = x.detach()
+        dtype = float_dtype(values)
+        if values.dtype != dtype:
+            values = values.to(dtype)
+        slot = self._slot(values)
         if slot is None:
-            self._count_now(x.abs())
+            self._count_now(values.abs())
             return
-        torch.abs(x, out=slot)
-        self._commit()
+        torch.abs(values, out=slot)
+        self._staged += 1
+        if self._shared and not x.is_inference():  # (which keep no version counter)
+            _newest.slot = (weakref.ref(x), x._version, weakref.ref(self), self._staged - 1)
 
     def stage_difference(self, a: Tensor, b: Tensor) -> None:
         """Count ``a - b`` (same shape), written straight into a slot when staged."""
@@ -77,23 +113,75 @@ class Staging:
             self._count_now(a - b)
             return
         torch.sub(a, b, out=slot)
-        self._commit()
+        self._staged += 1
+
+    def ride(self, x: Tensor) -> bool:
+        """Count ``|x|`` from the newest slot of a shared staging if that slot holds these
+        very values (the same tensor or a contiguous view of it, unedited since it was
+        staged, in the float dtype :func:`float_dtype` picks); ``False`` otherwise."""
+        newest = _newest.slot
+        if newest is None:
+            return False
+        origin, host = newest[0](), newest[2]()
+        index = newest[3]
+        if (
+            origin is None
+            or host is None
+            or host is self
+            or host._staged != index + 1  # drained since, or another call staged after
+            or x.dtype != origin.dtype
+            or not (x is origin or _same_elements(x, origin))
+            or x.is_inference()
+            or x._version != newest[1]
+        ):
+            return False
+        if self._host is not None and self._host is not host:
+            self._host.drain()  # count what rides elsewhere before switching hosts
+        host._carry(self, index, x.shape)
+        self._host = host
+        return True
 
     def drain(self) -> None:
-        """Count what is staged now."""
+        """Count what is staged now, here and on the staging this one rides on."""
+        ridden = self._count_rider()
         if self._staged:
             assert self._buffer is not None
             staged, self._staged = self._staged, 0
             scratch = self._scratch[:staged] if self._scratch is not None else None
-            self._count(self._buffer[:staged], scratch)
+            self._count(self._buffer[:staged], scratch, ridden)
+        if self._host is not None:
+            host, self._host = self._host, None
+            host.drain()
+
+    def _carry(self, rider: Staging, index: int, shape: torch.Size) -> None:
+        """Let ``rider`` count slot ``index``, viewed as ``shape``, when this drains."""
+        if rider is not self._rider or index != self._ride_end or shape != self._ride_shape:
+            self._count_rider()  # what an earlier run of rides left
+            self._rider, self._ride_start, self._ride_shape = rider, index, shape
+            if self._scratch is None:
+                self._scratch = self._empty_like_buffer()
+        self._ride_end = index + 1
+
+    def _count_rider(self) -> Tensor | None:
+        """Run the rider's count; what it returns if it rode on every staged call."""
+        rider, self._rider = self._rider, None
+        if rider is None:
+            return None
+        assert self._buffer is not None and self._scratch is not None
+        start, end = self._ride_start, self._ride_end
+        shape = (end - start, *self._ride_shape)
+        calls, scratch = self._buffer[start:end].view(shape), self._scratch[start:end].view(shape)
+        counted = rider._count(calls, scratch, None)
+        return counted if start == 0 and end == self._staged else None
 
     def _count_now(self, x: Tensor) -> None:
         calls = x.unsqueeze(0)
-        self._count(calls, torch.empty_like(calls) if self._want_scratch else None)
+        self._count(calls, torch.empty_like(calls) if self._want_scratch else None, None)
 
     def _slot(self, x: Tensor) -> Tensor | None:
         """The next free slot for a tensor like ``x`` (already in its float dtype);
-        ``None`` if such are not staged."""
+        ``None`` if such are not staged. A full buffer is counted only now, when a slot
+        is needed, so that its last call can still be ridden on."""
         layout = (x.shape, x.dtype, x.device)
         if layout != self._layout:
             self.drain()
@@ -101,6 +189,8 @@ class Staging:
                 self._on_layout(x)
             self._layout = layout
             self._allocate(min(MAX_STAGED_CALLS, STAGING_ELEMENTS // max(x.numel(), 1)))
+        elif self._staged == len(self._slots) and self._slots:
+            self.drain()
         return self._slots[self._staged] if self._slots else None
 
     def _allocate(self, calls: int) -> None:
@@ -113,14 +203,25 @@ class Staging:
         # normal tensors even if the first call runs in inference mode
         with torch.inference_mode(False):
             self._buffer = torch.empty((calls, *shape), dtype=dtype, device=device)
-            if self._want_scratch:
-                self._scratch = torch.empty_like(self._buffer)
+        if self._want_scratch:
+            self._scratch = self._empty_like_buffer()
         self._slots = self._buffer.unbind(0)
 
-    def _commit(self) -> None:
-        self._staged += 1
-        if self._staged == len(self._slots):
-            self.drain()
+    def _empty_like_buffer(self) -> Tensor:
+        assert self._buffer is not None
+        with torch.inference_mode(False):
+            return torch.empty_like(self._buffer)
+
+
+def _same_elements(x: Tensor, origin: Tensor) -> bool:
+    """Whether ``x`` is a contiguous view of all of ``origin`` (contiguous), as after
+    ``flatten``: the same elements in the same order."""
+    return (
+        x.data_ptr() == origin.data_ptr()
+        and x.numel() == origin.numel()
+        and x.is_contiguous()
+        and origin.is_contiguous()
+    )
 
 
 def float_dtype(x: Tensor) -> torch.dtype:
