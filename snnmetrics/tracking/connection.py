@@ -38,7 +38,8 @@ class ConnectionTotals(NamedTuple):
 class ConnectionTap(Tap):
     """Counts, per call, the nonzero inputs of a connection layer.
 
-    The hot path never multiplies by the fanout: it stages ``|x|`` (see
+    The hot path never multiplies by the fanout: it stages ``|x|``, or rides on the slot
+    where the neuron that produced ``x`` staged it (see
     :mod:`~snnmetrics.tracking.staging`), and the staged calls add their per-element
     nonzero counts (summed over rows) to a pending buffer, once for every call and once
     more for calls whose input is not in {-1, 0, 1} (MAC calls). The buffers are folded

@@ -34,8 +34,7 @@ __all__ = ["MAX_STAGED_CALLS", "STAGING_ELEMENTS", "Staging", "float_dtype"]
 STAGING_ELEMENTS = 2**18  # per buffer: 1 MiB in float32
 MAX_STAGED_CALLS = 32
 
-# count(calls, scratch, ridden) -> nonzero elements per element, summed over calls and
-# rows (see Staging)
+# count(calls, scratch, ridden) -> for a rider, what it counted for its host (see Staging)
 Count = Callable[[Tensor, Tensor | None, Tensor | None], Tensor | None]
 
 
