@@ -13,7 +13,7 @@ from torchmetrics import Metric
 
 from snnmetrics.tracking.hub import Tap, Window, release
 
-__all__ = ["HookedMetric", "check_batch_size", "unwrap_model"]
+__all__ = ["HookedMetric", "add_per_layer", "check_batch_size", "stack_counts", "unwrap_model"]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -23,6 +23,24 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         return model.module
     return model
+
+
+def add_per_layer(state: Tensor, values: Sequence[int]) -> None:
+    """``state[i] += values[i]`` for host integers: one op on the CPU; elsewhere one scalar
+    op per nonzero value, since copying the values to the device would wait for it."""
+    if state.device.type == "cpu":
+        state += torch.tensor(values, dtype=state.dtype)
+        return
+    for i, value in enumerate(values):
+        if value:
+            state[i] += value
+
+
+def stack_counts(counts: Sequence[Tensor], width: int, device: torch.device | None) -> Tensor:
+    """Per-layer count vectors (``width`` each) stacked on ``device`` (default: the first's)."""
+    if not counts:
+        return torch.zeros((0, width), dtype=torch.float64, device=device)
+    return torch.stack([count.to(device or counts[0].device) for count in counts])
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -97,7 +115,7 @@ class HookedMetric(Metric):
         seen = self._window.batch_size
         samples = batch_size if batch_size is not None else seen
         assert samples is not None  # any hooked call sets it
-        self.samples += samples
+        self.samples.add_(samples)  # in place: a Module attribute assignment is slow
         self._fold()
         self._open_window()
 

@@ -162,11 +162,10 @@ class Energy(HookedMetric):
 
     def _fold(self) -> None:
         self._connections.fold(self.effective_acs, self.effective_macs, self.dense)
-        for i, reading in enumerate(self._neurons.read(self._window, self.updates.device)):
-            self.nonfinite += reading.counts[2].to(torch.int64)
-            updates, _ = membrane_update_counts(*reading)
-            self.updates[i] += updates
-            self.spikes[i] += reading.counts[0].to(torch.int64)  # NaN is counted apart
+        reading = self._neurons.read(self._window, self.updates.device)
+        self.nonfinite.add_(reading.counts[:, 2].sum().to(torch.int64))
+        self.updates.add_(membrane_update_counts(reading))
+        self.spikes.add_(reading.counts[:, 0].to(torch.int64))  # NaN is counted apart
 
     def _skip(self) -> None:
         self._connections.skip()

@@ -9,10 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from snnmetrics.functional.neuron import bin_edges, firing_rate_statistics, firing_rates
+from snnmetrics.metrics.base import add_per_layer
 from snnmetrics.metrics.lazy import LazyShapes
-from snnmetrics.metrics.neuron import NeuronMetric
+from snnmetrics.metrics.neuron import NeuronMetric, NeuronReading
 from snnmetrics.plot import plot_firing_rates
-from snnmetrics.tracking.neuron import NeuronTap, NeuronTotals
+from snnmetrics.tracking.neuron import NeuronTap
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -69,21 +70,20 @@ class FiringRate(LazyShapes, NeuronMetric):
         for tap in taps:
             tap.track_per_neuron()
 
-    def _fold_layer(
-        self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
-    ) -> None:
-        self.observations[i] += now.rows - before.rows
-        if now.per_neuron is None:
-            return  # the layer has not run since this metric began counting
-        spikes = now.per_neuron.to(self.observations.device)
-        if before.per_neuron is not None:
-            spikes = spikes - before.per_neuron.to(spikes.device)
-        state: Tensor = getattr(self, self._lazy[i])
-        if state.numel() == 0:
-            with torch.inference_mode(False):  # a state must stay updatable outside it
-                state = torch.zeros(spikes.shape, dtype=torch.int64, device=spikes.device)
-            setattr(self, self._lazy[i], state)
-        state += spikes.to(torch.int64)
+    def _fold_layers(self, reading: NeuronReading) -> None:
+        add_per_layer(self.observations, reading.changes("rows"))
+        for i, (now, before) in enumerate(zip(reading.now, reading.before, strict=True)):
+            if now.per_neuron is None:
+                continue  # the layer has not run since this metric began counting
+            spikes = now.per_neuron.to(self.observations.device)
+            if before.per_neuron is not None:
+                spikes = spikes - before.per_neuron.to(spikes.device)
+            state: Tensor = getattr(self, self._lazy[i])
+            if state.numel() == 0:
+                with torch.inference_mode(False):  # a state must stay updatable outside it
+                    state = torch.zeros(spikes.shape, dtype=torch.int64, device=spikes.device)
+                setattr(self, self._lazy[i], state)
+            state += spikes.to(torch.int64)
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
         self._samples()

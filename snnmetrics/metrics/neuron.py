@@ -13,7 +13,7 @@ from snnmetrics.functional.neuron import (
     membrane_updates,
     neuron_operations,
 )
-from snnmetrics.metrics.base import HookedMetric, unwrap_model
+from snnmetrics.metrics.base import HookedMetric, add_per_layer, stack_counts, unwrap_model
 from snnmetrics.neurons import Costs, NeuronRule, find_neurons, neuron_cost
 from snnmetrics.tracking.hub import Window, acquire
 from snnmetrics.tracking.neuron import NeuronTap, NeuronTotals
@@ -31,12 +31,20 @@ __all__ = [
 
 
 class NeuronReading(NamedTuple):
-    """One neuron layer's counts between two reads (see :meth:`NeuronLayers.read`)."""
+    """What the watched neuron layers counted between two reads (see
+    :meth:`NeuronLayers.read`), one entry per layer."""
 
-    now: NeuronTotals
-    before: NeuronTotals
-    counts: Tensor
-    first: Any
+    now: list[NeuronTotals]
+    before: list[NeuronTotals]
+    counts: Tensor  # [layers, 3] float64: now - before of NeuronTotals.counts
+    # [layers] float64: the neurons each layer's first call of the window did not change
+    # (0 for a layer without one); None if no layer has one
+    first: Tensor | None
+
+    def changes(self, field: str) -> list[int]:
+        """``now - before`` of one integer field of :class:`NeuronTotals` per layer."""
+        pairs = zip(self.now, self.before, strict=True)
+        return [getattr(now, field) - getattr(before, field) for now, before in pairs]
 
 
 class NeuronLayers:
@@ -46,26 +54,36 @@ class NeuronLayers:
         layers: ``(qualified name, module)`` of each neuron layer to watch.
     """
 
+    _snapshots: list[NeuronTotals]
+    _counts: Tensor  # the snapshots' counts, stacked
+
     def __init__(self, layers: Sequence[tuple[str, nn.Module]]) -> None:
         self.names = [name for name, _ in layers]
         self.taps = [acquire(module, NeuronTap) for _, module in layers]
-        self._snapshots: list[NeuronTotals] = [tap.totals() for tap in self.taps]
+        self.skip()
 
-    def read(self, window: Window, device: torch.device) -> list[NeuronReading]:
-        """Each layer's totals now and at the last read, the counts in between (on
+    def read(self, window: Window, device: torch.device) -> NeuronReading:
+        """Every layer's totals now and at the last read, the counts in between (on
         ``device``) and what its first call of ``window`` recorded; then mark them read."""
-        readings = []
-        for i, tap in enumerate(self.taps):
-            now, before = tap.totals(), self._snapshots[i]
-            self._snapshots[i] = now
-            counts = now.counts.to(device) - before.counts.to(device)
-            # first_call is cleared when the metric opens its next window
-            readings.append(NeuronReading(now, before, counts, window.first_call.get(tap)))
-        return readings
+        now = [tap.totals() for tap in self.taps]
+        counts = stack_counts([totals.counts for totals in now], 3, device)
+        before, self._snapshots = self._snapshots, now
+        delta = counts - self._counts.to(device)
+        self._counts = counts
+        # first_call is cleared when the metric opens its next window
+        firsts = [window.first_call.get(tap) for tap in self.taps]
+        first = None
+        if any(value is not None for value in firsts):
+            zero = torch.zeros((), dtype=torch.float64, device=device)
+            first = torch.stack(
+                [zero if value is None else value.to(device, torch.float64) for value in firsts]
+            )
+        return NeuronReading(now, before, delta, first)
 
     def skip(self) -> None:
         """Mark everything counted so far as read, without folding it."""
         self._snapshots = [tap.totals() for tap in self.taps]
+        self._counts = stack_counts([totals.counts for totals in self._snapshots], 3, None)
 
 
 def watches_membrane(name: str, rule: NeuronRule, metric: str) -> bool:
@@ -79,18 +97,16 @@ def watches_membrane(name: str, rule: NeuronRule, metric: str) -> bool:
     return rule.spiking
 
 
-def membrane_update_counts(
-    now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
-) -> tuple[Tensor, int]:
-    """Membrane updates (int64 tensor) and neuron-steps of one layer between two reads.
+def membrane_update_counts(reading: NeuronReading) -> Tensor:
+    """Membrane updates (int64, one per layer) between two reads.
 
-    Every neuron counts at the window's first call (``first`` holds the neurons that did
-    not change then), and afterwards the neurons whose membrane changed.
+    Every neuron counts at the window's first call (``reading.first`` holds the neurons
+    that did not change then), and afterwards the neurons whose membrane changed.
     """
-    changed = counts[1]
-    if first is not None:  # this window's first call counts every neuron
-        changed = changed + first.to(changed.device)
-    return changed.nan_to_num(0).to(torch.int64), now.neuron_steps - before.neuron_steps
+    changed = reading.counts[:, 1]
+    if reading.first is not None:  # this window's first call counts every neuron
+        changed = changed + reading.first
+    return changed.nan_to_num(0).to(torch.int64)
 
 
 def operation_costs(model: nn.Module, costs: Costs | None = None) -> dict[str, float]:
@@ -111,7 +127,7 @@ class NeuronMetric(HookedMetric):
 
     Subclasses say which neurons they watch (:meth:`_watches`), what the shared taps must
     count for them (:meth:`_track`) and how one layer's counts since the last update go
-    into the states (:meth:`_fold_layer`).
+    into the states (:meth:`_fold_layers`).
     """
 
     _what = "spiking neuron"
@@ -143,19 +159,15 @@ class NeuronMetric(HookedMetric):
         """Ask the taps for what this metric needs beyond nonzero outputs."""
 
     def _fold(self) -> None:
-        for i, (now, before, counts, first) in enumerate(
-            self._neurons.read(self._window, self.nonfinite.device)
-        ):
-            self.nonfinite += counts[2].to(torch.int64)
-            self._fold_layer(i, now, before, counts, first)
+        reading = self._neurons.read(self._window, self.nonfinite.device)
+        self.nonfinite.add_(reading.counts[:, 2].sum().to(torch.int64))
+        self._fold_layers(reading)
 
     def _skip(self) -> None:
         self._neurons.skip()
 
-    def _fold_layer(
-        self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
-    ) -> None:
-        """Add layer ``i``'s counts since the last update (``counts = now - before``)."""
+    def _fold_layers(self, reading: NeuronReading) -> None:
+        """Add every layer's counts since the last update."""
         raise NotImplementedError
 
     def _check_finite(self) -> None:
@@ -184,12 +196,9 @@ class _MembraneMetric(NeuronMetric):
         for tap in taps:
             tap.track_membrane()
 
-    def _fold_layer(
-        self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
-    ) -> None:
-        updates, neuron_steps = membrane_update_counts(now, before, counts, first)
-        self.updates[i] += updates
-        self.neuron_steps[i] += neuron_steps
+    def _fold_layers(self, reading: NeuronReading) -> None:
+        self.updates.add_(membrane_update_counts(reading))
+        add_per_layer(self.neuron_steps, reading.changes("neuron_steps"))
 
 
 class MembraneUpdates(_MembraneMetric):
@@ -322,12 +331,11 @@ class ActivationSparsity(NeuronMetric):
     def _watches(self, name: str, rule: NeuronRule) -> bool:
         return True
 
-    def _fold_layer(
-        self, i: int, now: NeuronTotals, before: NeuronTotals, counts: Tensor, first: Any
-    ) -> None:
-        elements = now.outputs - before.outputs
-        self.elements[i] += elements
-        self.zeros[i] += (elements - counts[0]).to(torch.int64)
+    def _fold_layers(self, reading: NeuronReading) -> None:
+        elements = reading.changes("outputs")
+        add_per_layer(self.elements, elements)
+        add_per_layer(self.zeros, elements)
+        self.zeros.sub_(reading.counts[:, 0].to(torch.int64))
 
     def compute(self) -> Tensor | dict[str, Tensor]:
         self._samples()

@@ -16,7 +16,7 @@ from snnmetrics.functional.synops import (
     per_sample_result,
     synops_per_neuron,
 )
-from snnmetrics.metrics.base import HookedMetric
+from snnmetrics.metrics.base import HookedMetric, add_per_layer, stack_counts
 from snnmetrics.metrics.lazy import LazyShapes
 from snnmetrics.tracking.call import acquire_connection_tap
 from snnmetrics.tracking.connection import ConnectionTotals
@@ -136,6 +136,9 @@ class ConnectionLayers:
             structural connection, which makes the taps count those too).
     """
 
+    _snapshots: list[ConnectionTotals]
+    _counts: Tensor  # the snapshots' counts, stacked
+
     def __init__(self, model: nn.Module, skip_zero_weights: bool) -> None:
         layers = [(n, m) for n, m in model.named_modules() if connection_rule(m) is not None]
         if not layers:
@@ -150,23 +153,28 @@ class ConnectionLayers:
             tap.want_structural |= not skip_zero_weights
         # position of [everything, in MAC calls] in ConnectionTotals.counts
         self._first = 0 if skip_zero_weights else 2
-        self._snapshots: list[ConnectionTotals] = [tap.totals() for tap in self.taps]
+        self.skip()
 
     def fold(self, acs: Tensor, macs: Tensor, dense: Tensor) -> None:
         """Add each layer's counts since the last fold to ``acs[i]``, ``macs[i]``, ``dense[i]``."""
         device = acs.device
-        for i, tap in enumerate(self.taps):
-            now, before = tap.totals(), self._snapshots[i]
-            counts = now.counts.to(device) - before.counts.to(device)
-            everything, in_mac_calls = counts[self._first], counts[self._first + 1]
-            acs[i] += everything - in_mac_calls
-            macs[i] += in_mac_calls
-            dense[i] += torch.as_tensor(now.dense - before.dense).to(device, torch.int64)
-            self._snapshots[i] = now
+        now = [tap.totals() for tap in self.taps]
+        counts = stack_counts([totals.counts for totals in now], 4, device)
+        delta = counts - self._counts.to(device)
+        everything, in_mac_calls = delta[:, self._first], delta[:, self._first + 1]
+        acs += everything - in_mac_calls
+        macs += in_mac_calls
+        changes = [n.dense - b.dense for n, b in zip(now, self._snapshots, strict=True)]
+        add_per_layer(dense, [change if isinstance(change, int) else 0 for change in changes])
+        for i, change in enumerate(changes):
+            if isinstance(change, Tensor):  # a layer whose dense count depends on the data
+                dense[i] += change.to(device, torch.int64)
+        self._snapshots, self._counts = now, counts
 
     def skip(self) -> None:
         """Mark everything counted so far as read, without folding it."""
         self._snapshots = [tap.totals() for tap in self.taps]
+        self._counts = stack_counts([totals.counts for totals in self._snapshots], 4, None)
 
 
 def check_finite_synops(acs: Tensor, macs: Tensor) -> None:
