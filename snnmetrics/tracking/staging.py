@@ -7,10 +7,10 @@ much of it allocating (and page-faulting) the temporaries of those ops. A
 the next slot of a buffer allocated once (one op) and counts every staged call at once,
 in place, when the buffer is full or a reader asks (:meth:`Staging.drain`).
 
-Memory stays constant: a buffer (and its scratch twin, for counts that need one) holds
-at most :data:`STAGING_ELEMENTS` elements; a larger call is counted at once, on fresh
-tensors. Values, not references, are staged: a tensor edited in place after its call is
-counted as it was during the call.
+Memory stays constant: a buffer holds at most :data:`STAGING_ELEMENTS` elements, and so
+does the one scratch buffer that all counts of a thread share; a larger call is counted
+at once, on fresh tensors. Values, not references, are staged: a tensor edited in place
+after its call is counted as it was during the call.
 
 The spikes a neuron stages are, most of the time, the very input of the next connection
 layer, which needs their magnitudes too. A staging made with ``shared=True`` lets the
@@ -48,12 +48,36 @@ class _Newest(threading.local):
 _newest = _Newest()
 
 
+class _Scratch(threading.local):
+    """One scratch buffer per dtype and device in each thread, shared by every count: a
+    count is done with its scratch when it returns, and counts never overlap. Shared, it
+    stays in the caches, where one buffer per staging would not."""
+
+    buffers: dict[tuple[torch.dtype, torch.device], Tensor]
+
+    def __init__(self) -> None:
+        self.buffers = {}
+
+    def like(self, calls: Tensor) -> Tensor:
+        key = (calls.dtype, calls.device)
+        buffer = self.buffers.get(key)
+        if buffer is None or buffer.numel() < calls.numel():
+            with torch.inference_mode(False):
+                buffer = torch.empty(calls.numel(), dtype=calls.dtype, device=calls.device)
+            self.buffers[key] = buffer
+        return buffer[: calls.numel()].view(calls.shape)
+
+
+_scratch = _Scratch()
+
+
 class Staging:
     """Stages same-layout tensors, one per call, for ``count(calls, scratch, ridden)``.
 
     ``calls`` holds the staged calls stacked along a new dim 0 (``[calls, *shape]``,
     float32, or float64 for float64 tensors); ``count`` may overwrite it, and ``scratch``
-    (a tensor of the same shape and dtype if ``scratch=True``, else ``None``) too. A call
+    (a tensor of the same shape and dtype if ``scratch=True``, else ``None``) too, until
+    it returns. A call
     of another shape, dtype or device counts what is staged first, then calls
     ``on_layout`` with its tensor (to check it, or move counters to its device).
 
@@ -77,7 +101,6 @@ class Staging:
         self._shared = shared
         self._layout: tuple[torch.Size, torch.dtype, torch.device] | None = None
         self._buffer: Tensor | None = None
-        self._scratch: Tensor | None = None
         self._slots: tuple[Tensor, ...] = ()
         self._staged = 0
         # the staging that rides on slots [start, end) of this one, each call so shaped
@@ -146,8 +169,8 @@ class Staging:
         if self._staged:
             assert self._buffer is not None
             staged, self._staged = self._staged, 0
-            scratch = self._scratch[:staged] if self._scratch is not None else None
-            self._count(self._buffer[:staged], scratch, ridden)
+            calls = self._buffer[:staged]
+            self._count(calls, _scratch.like(calls) if self._want_scratch else None, ridden)
         if self._host is not None:
             host, self._host = self._host, None
             host.drain()
@@ -157,8 +180,6 @@ class Staging:
         if rider is not self._rider or index != self._ride_end or shape != self._ride_shape:
             self._count_rider()  # what an earlier run of rides left
             self._rider, self._ride_start, self._ride_shape = rider, index, shape
-            if self._scratch is None:
-                self._scratch = self._empty_like_buffer()
         self._ride_end = index + 1
 
     def _count_rider(self) -> Tensor | None:
@@ -166,11 +187,10 @@ class Staging:
         rider, self._rider = self._rider, None
         if rider is None:
             return None
-        assert self._buffer is not None and self._scratch is not None
+        assert self._buffer is not None
         start, end = self._ride_start, self._ride_end
-        shape = (end - start, *self._ride_shape)
-        calls, scratch = self._buffer[start:end].view(shape), self._scratch[start:end].view(shape)
-        counted = rider._count(calls, scratch, None)
+        calls = self._buffer[start:end].view(end - start, *self._ride_shape)
+        counted = rider._count(calls, _scratch.like(calls), None)
         return counted if start == 0 and end == self._staged else None
 
     def _count_now(self, x: Tensor) -> None:
@@ -193,7 +213,7 @@ class Staging:
         return self._slots[self._staged] if self._slots else None
 
     def _allocate(self, calls: int) -> None:
-        self._buffer = self._scratch = None
+        self._buffer = None
         self._slots = ()
         if calls == 0:
             return
@@ -202,14 +222,7 @@ class Staging:
         # normal tensors even if the first call runs in inference mode
         with torch.inference_mode(False):
             self._buffer = torch.empty((calls, *shape), dtype=dtype, device=device)
-        if self._want_scratch:
-            self._scratch = self._empty_like_buffer()
         self._slots = self._buffer.unbind(0)
-
-    def _empty_like_buffer(self) -> Tensor:
-        assert self._buffer is not None
-        with torch.inference_mode(False):
-            return torch.empty_like(self._buffer)
 
 
 def _same_elements(x: Tensor, origin: Tensor) -> bool:
