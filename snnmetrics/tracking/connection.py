@@ -199,12 +199,12 @@ class ConnectionTap(Tap):
     def totals(self) -> ConnectionTotals:
         """Flush, then return the cumulative totals: a copy, safe to keep as a snapshot,
         and shared by every reader until the next call (so read-only)."""
-        if self._snapshot is None:
-            self.flush()
-            counts = self._counts
-            self._snapshot = ConnectionTotals(
-                counts.clone() if counts is not None else torch.zeros(4, dtype=torch.float64),
-                self._dense,
-            )
-        snapshot: ConnectionTotals = self._snapshot
-        return snapshot
+        return self._snapshot_of(self._read_totals)
+
+    def _read_totals(self) -> ConnectionTotals:
+        self.flush()
+        counts = self._counts
+        return ConnectionTotals(
+            counts.clone() if counts is not None else torch.zeros(4, dtype=torch.float64),
+            self._dense,
+        )

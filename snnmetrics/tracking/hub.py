@@ -24,6 +24,8 @@ from torch.utils.hooks import RemovableHandle
 
 __all__ = ["Tap", "Window", "acquire", "release"]
 
+S = TypeVar("S")  # a tap's totals
+
 
 class Window:
     """What one subscriber has seen since its last ``update()``.
@@ -53,6 +55,14 @@ class Tap:
         self._snapshot: Any = None
         self._awaiting: list[Window] = []
         self._handles: list[RemovableHandle] = []
+
+    def _snapshot_of(self, read: Callable[[], S]) -> S:
+        """The totals ``read()`` gives, read again only after the next call (or after
+        ``self._snapshot`` is cleared): every reader between two calls shares them."""
+        if self._snapshot is None:
+            self._snapshot = read()
+        snapshot: S = self._snapshot
+        return snapshot
 
     def watch(self, window: Window) -> None:
         """Record the batch size of this tap's next call into ``window`` (if still unset)."""

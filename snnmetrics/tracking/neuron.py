@@ -326,16 +326,15 @@ class NeuronTap(Tap):
     def totals(self) -> NeuronTotals:
         """Flush, then return the cumulative totals: copies, safe to keep as a snapshot,
         and shared by every reader until the next call (so read-only)."""
-        if self._snapshot is None:
-            self.flush()
-            counts = self._counts
-            per_neuron = self._per_neuron
-            self._snapshot = NeuronTotals(
-                counts.clone() if counts is not None else torch.zeros(3, dtype=torch.float64),
-                per_neuron.clone() if per_neuron is not None else None,
-                self._rows,
-                self._outputs,
-                self._neuron_steps,
-            )
-        snapshot: NeuronTotals = self._snapshot
-        return snapshot
+        return self._snapshot_of(self._read_totals)
+
+    def _read_totals(self) -> NeuronTotals:
+        self.flush()
+        counts, per_neuron = self._counts, self._per_neuron
+        return NeuronTotals(
+            counts.clone() if counts is not None else torch.zeros(3, dtype=torch.float64),
+            per_neuron.clone() if per_neuron is not None else None,
+            self._rows,
+            self._outputs,
+            self._neuron_steps,
+        )
