@@ -10,7 +10,8 @@ so that per-call hook cost shows) three identical copies of one model run the sa
 
 Hooks are attached and warmed up by one batch before timing (once per training run);
 each configuration is then timed (CPU time of the process, one thread,
-``torch.no_grad()``) as the minimum over interleaved repeats of the same batches.
+``torch.no_grad()``) as the minimum over interleaved repeats of the same batches, in an
+order that rotates from one repeat to the next.
 Run: ``python benchmarks/overhead.py [--repeats 15] [--json PATH]``.
 """
 
@@ -116,6 +117,7 @@ def compare(
 
     Metrics are made (hooks attached) and warmed up by one epoch before timing, as they
     would be once per training run; every timed epoch includes the per-batch updates.
+    The order of the runners rotates from one repeat to the next.
     """
     epochs, closers = {}, []
     for key, make in runners.items():
@@ -123,9 +125,13 @@ def compare(
         closers.append(close)
         _time(epochs[key], batches[:1])
     best = {key: float("inf") for key in runners}
-    for _ in range(repeats):
-        for key, epoch in epochs.items():
-            best[key] = min(best[key], _time(epoch, batches))
+    keys = list(epochs)
+    for repeat in range(repeats):
+        # rotate the order: a configuration timed right after another one runs measurably
+        # faster or slower on this VM (2-5% in an A/A test), so no runner keeps one place
+        shift = repeat % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            best[key] = min(best[key], _time(epochs[key], batches))
     for close in closers:
         close()
     return best
