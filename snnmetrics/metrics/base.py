@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +13,7 @@ from torchmetrics import Metric
 
 from snnmetrics.tracking.hub import Tap, Window, release
 
-__all__ = ["HookedMetric", "add_per_layer", "check_batch_size", "stack_counts", "unwrap_model"]
+__all__ = ["HookedMetric", "add_per_layer", "check_batch_size", "read_taps", "unwrap_model"]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -36,11 +36,29 @@ def add_per_layer(state: Tensor, values: Sequence[int]) -> None:
             state[i] += value
 
 
-def stack_counts(counts: Sequence[Tensor], width: int, device: torch.device | None) -> Tensor:
-    """Per-layer count vectors (``width`` each) stacked on ``device`` (default: the first's)."""
-    if not counts:
-        return torch.zeros((0, width), dtype=torch.float64, device=device)
-    return torch.stack([count.to(device or counts[0].device) for count in counts])
+class _Totals(Protocol):
+    @property
+    def counts(self) -> Tensor: ...
+
+
+T = TypeVar("T", bound=_Totals)
+T_co = TypeVar("T_co", bound=_Totals, covariant=True)
+
+
+class _TotalsTap(Protocol[T_co]):
+    def totals(self) -> T_co: ...
+
+
+def read_taps(
+    taps: Sequence[_TotalsTap[T]], width: int, device: torch.device | None = None
+) -> tuple[list[T], Tensor]:
+    """Every tap's totals, and their count vectors (``width`` each) stacked on ``device``
+    (default: the first's)."""
+    totals = [tap.totals() for tap in taps]
+    if not totals:
+        return totals, torch.zeros((0, width), dtype=torch.float64, device=device)
+    target = device or totals[0].counts.device
+    return totals, torch.stack([each.counts.to(target) for each in totals])
 
 
 def check_batch_size(batch_size: Any) -> int:

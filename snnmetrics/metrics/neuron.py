@@ -13,7 +13,7 @@ from snnmetrics.functional.neuron import (
     membrane_updates,
     neuron_operations,
 )
-from snnmetrics.metrics.base import HookedMetric, add_per_layer, stack_counts, unwrap_model
+from snnmetrics.metrics.base import HookedMetric, add_per_layer, read_taps, unwrap_model
 from snnmetrics.neurons import Costs, NeuronRule, find_neurons, neuron_cost
 from snnmetrics.tracking.hub import Window, acquire
 from snnmetrics.tracking.neuron import NeuronTap, NeuronTotals
@@ -65,8 +65,7 @@ class NeuronLayers:
     def read(self, window: Window, device: torch.device) -> NeuronReading:
         """Every layer's totals now and at the last read, the counts in between (on
         ``device``) and what its first call of ``window`` recorded; then mark them read."""
-        now = [tap.totals() for tap in self.taps]
-        counts = stack_counts([totals.counts for totals in now], 3, device)
+        now, counts = read_taps(self.taps, 3, device)
         before, self._snapshots = self._snapshots, now
         delta = counts - self._counts.to(device)
         self._counts = counts
@@ -82,8 +81,7 @@ class NeuronLayers:
 
     def skip(self) -> None:
         """Mark everything counted so far as read, without folding it."""
-        self._snapshots = [tap.totals() for tap in self.taps]
-        self._counts = stack_counts([totals.counts for totals in self._snapshots], 3, None)
+        self._snapshots, self._counts = read_taps(self.taps, 3)
 
 
 def watches_membrane(name: str, rule: NeuronRule, metric: str) -> bool:

@@ -16,7 +16,7 @@ from snnmetrics.functional.synops import (
     per_sample_result,
     synops_per_neuron,
 )
-from snnmetrics.metrics.base import HookedMetric, add_per_layer, stack_counts
+from snnmetrics.metrics.base import HookedMetric, add_per_layer, read_taps
 from snnmetrics.metrics.lazy import LazyShapes
 from snnmetrics.tracking.call import acquire_connection_tap
 from snnmetrics.tracking.connection import ConnectionTotals
@@ -158,8 +158,7 @@ class ConnectionLayers:
     def fold(self, acs: Tensor, macs: Tensor, dense: Tensor) -> None:
         """Add each layer's counts since the last fold to ``acs[i]``, ``macs[i]``, ``dense[i]``."""
         device = acs.device
-        now = [tap.totals() for tap in self.taps]
-        counts = stack_counts([totals.counts for totals in now], 4, device)
+        now, counts = read_taps(self.taps, 4, device)
         delta = counts - self._counts.to(device)
         everything, in_mac_calls = delta[:, self._first], delta[:, self._first + 1]
         acs += everything - in_mac_calls
@@ -173,8 +172,7 @@ class ConnectionLayers:
 
     def skip(self) -> None:
         """Mark everything counted so far as read, without folding it."""
-        self._snapshots = [tap.totals() for tap in self.taps]
-        self._counts = stack_counts([totals.counts for totals in self._snapshots], 4, None)
+        self._snapshots, self._counts = read_taps(self.taps, 4)
 
 
 def check_finite_synops(acs: Tensor, macs: Tensor) -> None:
