@@ -1,6 +1,7 @@
 """snnmetrics: exact, streaming, DDP-ready metrics for spiking neural networks."""
 
 from snnmetrics import functional
+from snnmetrics.benchmark import Benchmark
 from snnmetrics.connections import ConnectionRule, register_connection
 from snnmetrics.energy import EnergyTable, MemoryModel, register_table
 from snnmetrics.factory import (
@@ -12,6 +13,7 @@ from snnmetrics.factory import (
 )
 from snnmetrics.metrics import (
     ActivationSparsity,
+    ActivityProfile,
     BasisAverage,
     BasisSetSize,
     BasisSetSizeIncrease,
@@ -23,6 +25,7 @@ from snnmetrics.metrics import (
     MembraneUpdates,
     NeuronOperations,
     NumActivations,
+    SpikeTrainStatistics,
     SynapticOperations,
     SynOps,
 )
@@ -33,9 +36,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationSparsity",
+    "ActivityProfile",
     "BasisAverage",
     "BasisSetSize",
     "BasisSetSizeIncrease",
+    "Benchmark",
     "ConnectionRule",
     "Energy",
     "EnergyTable",
@@ -48,6 +53,7 @@ __all__ = [
     "NeuronOperations",
     "NeuronRule",
     "NumActivations",
+    "SpikeTrainStatistics",
     "SynOps",
     "SynapticOperations",
     "__version__",
