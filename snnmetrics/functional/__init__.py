@@ -26,6 +26,12 @@ from snnmetrics.functional.sparsey import (
     normalized_hamming_distance,
     num_activations,
 )
+from snnmetrics.functional.spiketrain import (
+    cv_isi,
+    fano_factor,
+    spike_train_statistics,
+    step_rates,
+)
 from snnmetrics.functional.static import connection_sparsity, footprint, parameter_count
 from snnmetrics.functional.synops import synops, synops_per_neuron
 
@@ -38,8 +44,10 @@ __all__ = [
     "basis_set_size",
     "code_hashes",
     "connection_sparsity",
+    "cv_isi",
     "distinct_count",
     "energy",
+    "fano_factor",
     "fanout",
     "feature_coverage",
     "firing_rate_statistics",
@@ -52,6 +60,8 @@ __all__ = [
     "num_activations",
     "parameter_count",
     "rate_band_loss",
+    "spike_train_statistics",
+    "step_rates",
     "synops",
     "synops_loss",
     "synops_per_neuron",

@@ -1,5 +1,6 @@
 """Stateful metrics (``torchmetrics.Metric`` subclasses)."""
 
+from snnmetrics.metrics.activity import ActivityProfile, SpikeTrainStatistics
 from snnmetrics.metrics.base import HookedMetric
 from snnmetrics.metrics.energy import Energy
 from snnmetrics.metrics.firing import FiringRate
@@ -22,6 +23,7 @@ from snnmetrics.metrics.synaptic import SynapticOperations, SynOps
 
 __all__ = [
     "ActivationSparsity",
+    "ActivityProfile",
     "BasisAverage",
     "BasisSetSize",
     "BasisSetSizeIncrease",
@@ -35,6 +37,7 @@ __all__ = [
     "NeuronMetric",
     "NeuronOperations",
     "NumActivations",
+    "SpikeTrainStatistics",
     "SynOps",
     "SynapticOperations",
 ]
