@@ -186,14 +186,15 @@ class _Run:
     def __init__(self, net: nn.Module, device: torch.device, length: int | None) -> None:
         self.net, self.device, self.length = net, device, length
         self.hooked: dict[Any, HookedMetric] = {}
-        self.readers: dict[Metric, Callable[[Any], Any]] = {}
+        # by id(): a torchmetrics Metric hashes its state values
+        self.readers: dict[int, tuple[Metric, Callable[[Any], Any]]] = {}
         self.samples = self.own(_Samples(**_LOCAL))
 
     def own(self, metric: Any, reader: Callable[[Any], Any] | None = None) -> Any:
         """Move ``metric`` to the run's device; read it with ``reader`` (default
         ``compute()``) at the end."""
         metric.to(self.device)
-        self.readers[metric] = reader or (lambda m: m.compute())
+        self.readers[id(metric)] = (metric, reader or (lambda m: m.compute()))
         return metric
 
     def hook(self, factory: Callable[..., HookedMetric]) -> HookedMetric:
@@ -207,20 +208,21 @@ class _Run:
         for metric in self.hooked.values():
             metric.detach()
 
-    def readings(self) -> dict[Metric, Any]:
-        """Every metric's reading with the states of all ranks."""
-        result = {}
+    def read(self, metric: Metric) -> Any:
+        """``metric``'s reading with the states of all ranks."""
         with warnings.catch_warnings():
             # a rank that saw no batch computes from the others' states
             warnings.filterwarnings("ignore", message=".*was called before the ``update``")
-            for metric, reader in self.readers.items():
-                with metric.sync_context():
-                    result[metric] = reader(metric)
-        return result
+            with metric.sync_context():
+                return self.readers[id(metric)][1](metric)
 
-    def local_readings(self) -> dict[Metric, Any]:
+    def readings(self) -> dict[int, Any]:
+        """Every metric's reading with the states of all ranks, by ``id(metric)``."""
+        return {key: self.read(metric) for key, (metric, _) in self.readers.items()}
+
+    def local_readings(self) -> dict[int, Any]:
         """Every metric's reading on this rank alone (the per-batch figures of verbose)."""
-        return {metric: reader(metric) for metric, reader in self.readers.items()}
+        return {key: reader(metric) for key, (metric, reader) in self.readers.items()}
 
 
 class _Workload:
@@ -229,7 +231,7 @@ class _Workload:
     def update(self, preds: Any, labels: Any, batch_size: int) -> None:
         """Take one batch (after the run's hooked metrics folded it)."""
 
-    def result(self, readings: Mapping[Metric, Any]) -> Any:
+    def result(self, readings: Mapping[int, Any]) -> Any:
         raise NotImplementedError
 
 
@@ -242,8 +244,8 @@ class _Hooked(_Workload):
         self.metric = run.hook(factory)
         self.convert = convert
 
-    def result(self, readings: Mapping[Metric, Any]) -> Any:
-        return self.convert(readings[self.metric])
+    def result(self, readings: Mapping[int, Any]) -> Any:
+        return self.convert(readings[id(self.metric)])
 
 
 def _check_shapes(name: str, preds: Any, labels: Any) -> None:
@@ -286,8 +288,8 @@ class _Task(_Workload):
         _check_shapes(self.name, preds, labels)
         self.average.update(self.value(preds, labels), batch_size)
 
-    def result(self, readings: Mapping[Metric, Any]) -> float:
-        return float(readings[self.average])
+    def result(self, readings: Mapping[int, Any]) -> float:
+        return float(readings[id(self.average)])
 
 
 class _R2(_Workload):
@@ -298,8 +300,8 @@ class _R2(_Workload):
         _check_shapes("R2", preds, labels)
         self.sums.update(preds, labels)
 
-    def result(self, readings: Mapping[Metric, Any]) -> float:
-        return float(readings[self.sums])
+    def result(self, readings: Mapping[int, Any]) -> float:
+        return float(readings[id(self.sums)])
 
 
 class _ActivationSparsity(_Workload):
@@ -321,8 +323,8 @@ class _ActivationSparsity(_Workload):
         value = torch.where(elements > 0, zeros / elements.clamp(min=1), 0.0)
         self.average.update(value, batch_size)
 
-    def result(self, readings: Mapping[Metric, Any]) -> float:
-        return float(readings[self.average])
+    def result(self, readings: Mapping[int, Any]) -> float:
+        return float(readings[id(self.average)])
 
 
 def _layer_counts(metric: ActivationSparsity) -> dict[str, tuple[int, int]]:
@@ -346,10 +348,10 @@ class _SparsityByLayer(_Workload):
 
     def __init__(self, run: _Run) -> None:
         self.metric = run.hook(_SPARSITY)
-        run.readers[self.metric] = _layer_counts
+        run.own(self.metric, _layer_counts)
 
-    def result(self, readings: Mapping[Metric, Any]) -> dict[str, float]:
-        counts = readings[self.metric]
+    def result(self, readings: Mapping[int, Any]) -> dict[str, float]:
+        counts = readings[id(self.metric)]
         return {name: zeros / total for name, (zeros, total) in counts.items()}
 
 
@@ -698,11 +700,11 @@ class Benchmark:
         try:
             workloads = {name: make(run) for name, make in self.workload.items()}
             self._batches(run, workloads, loader, device, show, verbose, results)
+            if int(run.read(run.samples)) == 0:
+                raise ValueError("run(): the dataloader gave no sample")
             readings = run.readings()
         finally:
             run.detach()
-        if int(readings[run.samples]) == 0:
-            raise ValueError("run(): the dataloader gave no sample")
         results.update({name: workload.result(readings) for name, workload in workloads.items()})
         self.results = results
         return results
