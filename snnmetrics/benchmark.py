@@ -656,8 +656,7 @@ class Benchmark:
         self.postprocessors = _check_processors(postprocessors, "postprocessors")
         if isinstance(metric_list, (str, bytes)) or len(metric_list) != 2:
             raise ValueError(
-                "metric_list must be [static metrics, workload metrics], got "
-                f"{metric_list!r}"
+                f"metric_list must be [static metrics, workload metrics], got {metric_list!r}"
             )
         self.static = dict(_resolve_static(item) for item in metric_list[0])
         self.workload = dict(_resolve_workload(item) for item in metric_list[1])
@@ -695,8 +694,11 @@ class Benchmark:
             self.postprocessors = _check_processors(postprocessors, "postprocessors")
         if device is not None:
             self.net.to(device)
-        run = _Run(self.net, torch.device(device) if device else _device_of(self.net),
-                   _dataset_length(loader))
+        run = _Run(
+            self.net,
+            torch.device(device) if device else _device_of(self.net),
+            _dataset_length(loader),
+        )
         try:
             workloads = {name: make(run) for name, make in self.workload.items()}
             self._batches(run, workloads, loader, device, show, verbose, results)

@@ -28,11 +28,19 @@ import snnmetrics as sm
 from snnmetrics import Benchmark
 
 # NeuroBench 2.3.0's operations per membrane update (its neuron_ops_reset_operations)
-COSTS = {("Leaky", "subtract"): 4, ("Leaky", "zero"): 4, ("Synaptic", "subtract"): 6,
-         ("Synaptic", "zero"): 8}
+COSTS = {
+    ("Leaky", "subtract"): 4,
+    ("Leaky", "zero"): 4,
+    ("Synaptic", "subtract"): 6,
+    ("Synaptic", "zero"): 8,
+}
 ALL_WORKLOAD = [
-    "classification_accuracy", "activation_sparsity", "activation_sparsity_by_layer",
-    "synaptic_operations", "membrane_updates", "neuron_operations",
+    "classification_accuracy",
+    "activation_sparsity",
+    "activation_sparsity_by_layer",
+    "synaptic_operations",
+    "membrane_updates",
+    "neuron_operations",
 ]
 ALL_STATIC = ["footprint", "connection_sparsity", "parameter_count"]
 
@@ -45,10 +53,12 @@ def mlp_snn() -> nn.Sequential:
     the 62 weights zero."""
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Linear(6, 5), snn.Leaky(beta=0.6, init_hidden=True),
+        nn.Linear(6, 5),
+        snn.Leaky(beta=0.6, init_hidden=True),
         nn.Linear(5, 4, bias=False),
         snn.Synaptic(alpha=0.5, beta=0.6, init_hidden=True, reset_mechanism="zero"),
-        nn.Linear(4, 3), snn.Leaky(beta=0.6, init_hidden=True, output=True),
+        nn.Linear(4, 3),
+        snn.Leaky(beta=0.6, init_hidden=True, output=True),
     )
     with torch.no_grad():
         for layer in (net[0], net[2], net[4]):
@@ -131,8 +141,13 @@ class BruteForce:
             effective = (binary @ weight.T).sum()
             dense = x.shape[0] * weight.numel()
         else:
-            conv = functools.partial(F.conv2d, stride=module.stride, padding=module.padding,
-                                     dilation=module.dilation, groups=module.groups)
+            conv = functools.partial(
+                F.conv2d,
+                stride=module.stride,
+                padding=module.padding,
+                dilation=module.dilation,
+                groups=module.groups,
+            )
             effective = conv(binary, weight).sum()
             dense = conv(torch.ones_like(x), torch.ones_like(weight)).sum()
         spiking = bool(((x == 0) | (x == 1) | (x == -1)).all())
@@ -281,8 +296,9 @@ def test_task_figures_by_hand_with_neurobench_averaging():
 def test_per_batch_figures_divide_by_the_data_set_length_as_in_neurobench():
     # drop_last leaves a sample out; NeuroBench still divides by len(dataset)
     preds = torch.tensor([0, 1, 2, 0, 1])
-    loader = DataLoader(TensorDataset(preds, torch.tensor([0, 1, 0, 0, 2])), batch_size=2,
-                        drop_last=True)
+    loader = DataLoader(
+        TensorDataset(preds, torch.tensor([0, 1, 0, 0, 2])), batch_size=2, drop_last=True
+    )
     results = Benchmark(nn.Identity(), loader, [], [], [[], ["ClassificationAccuracy"]]).run(
         quiet=True
     )
@@ -301,8 +317,10 @@ def test_our_metrics_by_name_class_and_partial():
     make_net, shape = MODELS["mlp"]
     loader = DataLoader(dataset(shape), batch_size=3)
     expected = brute_force(make_net, loader)
-    metrics = [[], ["FiringRate", functools.partial(sm.FiringRate, bins=4), sm.Energy,
-                    "synaptic_operations"]]
+    metrics = [
+        [],
+        ["FiringRate", functools.partial(sm.FiringRate, bins=4), sm.Energy, "synaptic_operations"],
+    ]
     results = bench(make_net, loader, metrics)
     # the partial's key is the class name too: it replaces the first FiringRate's figures
     assert list(results) == ["FiringRate", "Energy", "synaptic_operations"]
@@ -355,10 +373,12 @@ class Footprint:
 def test_metrics_named_by_string_class_name_or_class_give_the_same_figures():
     make_net, shape = MODELS["mlp"]
     loader = DataLoader(dataset(shape), batch_size=3)
-    by_string = bench(make_net, loader, [["footprint"], ["classification_accuracy",
-                                                         "synaptic_operations"]])
-    by_name = bench(make_net, loader, [["Footprint"], ["ClassificationAccuracy",
-                                                       "SynapticOperations"]])
+    by_string = bench(
+        make_net, loader, [["footprint"], ["classification_accuracy", "synaptic_operations"]]
+    )
+    by_name = bench(
+        make_net, loader, [["Footprint"], ["ClassificationAccuracy", "SynapticOperations"]]
+    )
     by_class = bench(make_net, loader, [[Footprint], [ClassificationAccuracy, SynapticOperations]])
     assert list(by_class) == ["Footprint", "ClassificationAccuracy", "SynapticOperations"]
     assert by_class == by_name
@@ -398,8 +418,13 @@ def test_run_errors_are_raised_not_reported_as_zero():
     with pytest.raises(ValueError, match="same shape"):  # no postprocessor: spikes vs labels
         bench(mlp_snn, loader, [[], ["classification_accuracy"]], post=())
     with pytest.raises(ValueError, match=r"shape \[batch, 2\]"):
-        Benchmark(nn.Identity(), DataLoader(TensorDataset(torch.ones(3), torch.ones(3))),
-                  [], [], [[], ["r2"]]).run(quiet=True)
+        Benchmark(
+            nn.Identity(),
+            DataLoader(TensorDataset(torch.ones(3), torch.ones(3))),
+            [],
+            [],
+            [[], ["r2"]],
+        ).run(quiet=True)
     with pytest.raises(ValueError, match="gave no sample"):
         bench(mlp_snn, [], [[], ["synaptic_operations"]])
     ann = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
@@ -461,9 +486,13 @@ def test_a_module_without_snntorch_neurons_gets_the_whole_batch():
     torch.manual_seed(4)
     ann = nn.Sequential(nn.Flatten(), nn.Linear(4 * 6, 5), nn.ReLU(), nn.Linear(5, 3))
     loader = DataLoader(dataset((6,)), batch_size=3)
-    results = Benchmark(ann, loader, [], [lambda out: out.argmax(1)],
-                        [[], ["synaptic_operations", "activation_sparsity",
-                              "classification_accuracy"]]).run(quiet=True)
+    results = Benchmark(
+        ann,
+        loader,
+        [],
+        [lambda out: out.argmax(1)],
+        [[], ["synaptic_operations", "activation_sparsity", "classification_accuracy"]],
+    ).run(quiet=True)
     dense = 4 * 6 * 5 + 5 * 3  # one call per sample
     assert results["synaptic_operations"]["Dense"] == dense
     relu_zeros, length, accuracy = 0.0, 7, 0.0
@@ -527,8 +556,13 @@ def test_bare_tensor_batches_and_distributed_sampler_padding():
 
 def test_quiet_verbose_and_progress(capsys):
     loader = DataLoader(dataset((6,)), batch_size=3)
-    benchmark = Benchmark(mlp_snn(), loader, [], [choose_max_count],
-                          [["parameter_count"], ["classification_accuracy"]])
+    benchmark = Benchmark(
+        mlp_snn(),
+        loader,
+        [],
+        [choose_max_count],
+        [["parameter_count"], ["classification_accuracy"]],
+    )
     benchmark.run(quiet=True)
     assert capsys.readouterr() == ("", "")
     final = benchmark.run(verbose=True)
@@ -540,9 +574,13 @@ def test_quiet_verbose_and_progress(capsys):
 
 def test_save_benchmark_results(tmp_path, capsys):
     loader = DataLoader(dataset((6,)), batch_size=3)
-    benchmark = Benchmark(mlp_snn(), loader, [], [choose_max_count],
-                          [["parameter_count"], ["classification_accuracy",
-                                                 "synaptic_operations"]])
+    benchmark = Benchmark(
+        mlp_snn(),
+        loader,
+        [],
+        [choose_max_count],
+        [["parameter_count"], ["classification_accuracy", "synaptic_operations"]],
+    )
     with pytest.raises(ValueError, match="call run"):
         benchmark.save_benchmark_results(str(tmp_path / "r"))
     results = benchmark.run(quiet=True)
