@@ -693,8 +693,8 @@ def test_reset_clears_the_state():
     model(torch.ones(2, 4))
     metric.update()
     metric.reset()
-    with pytest.raises(ValueError, match="no samples"):
-        metric.compute()
+    with pytest.warns(UserWarning, match="called before the ``update``"):
+        assert all(torch.isnan(value) for value in metric.compute().values())
     model(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
     metric.update()
     assert as_floats(metric.compute()) == {
@@ -886,10 +886,12 @@ def test_update_without_a_forward_raises():
         metric.update(batch_size=3)  # nothing new since the last update
 
 
-def test_compute_without_update_raises():
+def test_compute_without_update_gives_nan_with_a_warning():
     metric = SynapticOperations(nn.Sequential(linear_with(W_SPARSE)))
-    with pytest.raises(ValueError, match="no samples"):
-        metric.compute()
+    with pytest.warns(UserWarning, match="called before the ``update``"):
+        result = metric.compute()
+    assert set(result) == {"synops", "effective_acs", "effective_macs", "dense"}
+    assert all(torch.isnan(value) for value in result.values())
 
 
 def test_nan_input_raises_at_compute():

@@ -26,22 +26,23 @@ def _as_counts(name: str, value: Tensor | int) -> Tensor:
     return counts.to(torch.float64)
 
 
-def _positive_samples(samples: Tensor | int) -> Tensor:
-    value = _as_counts("samples", samples)
-    if value.numel() != 1 or float(value) <= 0:
-        raise ValueError(f"samples must be one positive number, got {samples}")
-    return value.reshape(())
+def _one_count(name: str, value: Tensor | int, least: int) -> Tensor:
+    count = _as_counts(name, value)
+    if count.numel() != 1 or float(count) < least:
+        raise ValueError(f"{name} must be one number >= {least}, got {value}")
+    return count.reshape(())
 
 
 def membrane_updates(updates: Tensor, samples: Tensor | int) -> Tensor:
-    """Membrane updates per sample: the total of ``updates`` (any shape) over ``samples``.
+    """Membrane updates per sample: the total of ``updates`` (any shape) over ``samples``
+    (NaN for no samples).
 
     Example:
         >>> import torch
         >>> membrane_updates(torch.tensor([250, 40]), 5)
         tensor(58., dtype=torch.float64)
     """
-    return _as_counts("updates", updates).sum() / _positive_samples(samples)
+    return _as_counts("updates", updates).sum() / _one_count("samples", samples, 0)
 
 
 def neuron_operations(
@@ -72,12 +73,13 @@ def neuron_operations(
             "updates, neuron_steps and costs need one entry per layer, got shapes "
             f"{tuple(done.shape)}, {tuple(every.shape)} and {tuple(cost.shape)}"
         )
-    n = _positive_samples(samples)
+    n = _one_count("samples", samples, 0)  # NaN figures for none
     return {"effective": (done * cost).sum() / n, "dense": (every * cost).sum() / n}
 
 
 def activation_sparsity(zeros: Tensor, elements: Tensor) -> Tensor:
-    """Fraction of zero activations: ``sum(zeros) / sum(elements)``, in [0, 1].
+    """Fraction of zero activations: ``sum(zeros) / sum(elements)``, in [0, 1] (NaN for
+    no elements).
 
     Example:
         >>> import torch
@@ -85,8 +87,6 @@ def activation_sparsity(zeros: Tensor, elements: Tensor) -> Tensor:
         tensor(0.9600, dtype=torch.float64)
     """
     zero, total = _as_counts("zeros", zeros).sum(), _as_counts("elements", elements).sum()
-    if float(total) <= 0:
-        raise ValueError("activation sparsity needs at least one activation element")
     if float(zero) > float(total):
         raise ValueError(f"zeros ({float(zero):g}) exceed elements ({float(total):g})")
     return zero / total
@@ -105,7 +105,7 @@ def firing_rates(spike_counts: Tensor, observations: Tensor | int) -> Tensor:
         tensor([0.0000, 0.5000, 1.0000], dtype=torch.float64)
     """
     counts = _as_counts("spike_counts", spike_counts)
-    n = _positive_samples(observations)
+    n = _one_count("observations", observations, 1)
     if bool((counts > n).any()):
         raise ValueError("a neuron has more spikes than sample-steps")
     return counts / n

@@ -71,8 +71,9 @@ def synops(
         >>> float(out["synops"]), float(out["synops/s"])
         (20.0, 40.0)
     """
-    per_neuron = synops_per_neuron(activations, fanout) / activations.shape[0]
-    return per_sample_result(per_neuron, sample_time)
+    return per_sample_result(
+        synops_per_neuron(activations, fanout), activations.shape[0], sample_time
+    )
 
 
 def check_sample_time(sample_time: float | None) -> float | None:
@@ -87,10 +88,13 @@ def check_sample_time(sample_time: float | None) -> float | None:
     return float(sample_time)
 
 
-def per_sample_result(per_neuron: Tensor, sample_time: float | None) -> dict[str, Tensor]:
-    """The result dict of ``SynOps`` from per-sample per-neuron synaptic operations."""
-    total = per_neuron.sum()
-    result = {"synops_per_neuron": per_neuron, "synops": total}
+def per_sample_result(
+    per_neuron: Tensor, samples: int | Tensor, sample_time: float | None
+) -> dict[str, Tensor]:
+    """The result dict of ``SynOps`` from per-neuron synaptic operations over ``samples``
+    samples (NaN figures for none)."""
+    total = per_neuron.sum() / samples
+    result = {"synops_per_neuron": per_neuron / samples, "synops": total}
     sample_time = check_sample_time(sample_time)
     if sample_time is not None:
         result["synops/s"] = total / sample_time

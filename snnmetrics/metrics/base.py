@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import numbers
 from collections.abc import Sequence
 from types import TracebackType
@@ -10,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
+from torchmetrics.utilities.exceptions import TorchMetricsUserError
 
 from snnmetrics.tracking.hub import Tap, Window, release
 
@@ -81,21 +84,40 @@ class HookedMetric(Metric):
     of ``batch_size`` samples (default: dim 0 of the first input the hooks saw in the
     window). The model is never registered as a submodule, so a metric attribute of a
     LightningModule adds nothing to its ``state_dict()`` or ``parameters()``.
+
+    The torchmetrics contract holds as for any metric:
+
+    * ``reset()`` forgets everything, forward passes not yet folded included;
+    * calling the metric (``forward``) folds the pending forward passes as one batch and
+      returns that batch's figures; if they cannot be computed the error is raised and
+      the accumulated state is kept;
+    * ``compute()`` before any ``update()`` gives NaN figures (layers that never ran are
+      left out of per-layer results), with torchmetrics' warning;
+    * in a ``MetricCollection``, metrics share a compute group only if they watch the same
+      layers with the same counting options;
+    * ``clone()`` and ``copy.deepcopy(metric)`` watch the same model with a copy of the
+      state and a window of their own, opened at the copy (forward passes pending in the
+      original are not in the copy); a metric copied together with its model
+      (``deepcopy`` of a module holding both, the model first) watches the copied model;
+    * a pickled metric keeps its state and carries its model along: unpickled, it watches
+      the unpickled model (forward passes that were pending are not kept).
     """
 
     full_state_update = False
     is_differentiable = False
     higher_is_better: bool | None = None
     samples: Tensor
+    watch_id: Tensor
     _watched: nn.Module
+    # attributes bound to taps, rebuilt by _attach() when a metric is unpickled
+    _transient: tuple[str, ...] = ()
 
     def __init__(self, model: nn.Module, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # plain attribute, not a submodule (see class docstring)
         object.__setattr__(self, "_watched", unwrap_model(model))
-        self._window = Window()
-        self._taps: list[Tap] = []
-        self._calls_at_update = 0
+        self._open_fresh()
+        self._forwarding = False
         self.add_state(
             "samples", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum", persistent=True
         )
@@ -105,11 +127,39 @@ class HookedMetric(Metric):
         """The watched module (the inner module if a DDP/DataParallel wrapper was given)."""
         return self._watched
 
+    def _attach(self) -> None:
+        """Acquire the taps on :attr:`model` this metric reads, and subscribe to them."""
+        raise NotImplementedError
+
+    def _options(self) -> tuple[Any, ...]:
+        """The options that change what the taps count for this metric (its states)."""
+        return ()
+
+    def _open_fresh(self) -> None:
+        self._window = Window()
+        self._taps: list[Tap] = []
+        self._calls_at_update = 0
+
     def _subscribe(self, taps: Sequence[Tap]) -> None:
         self._taps = list(taps)
         for tap in self._taps:
             tap.watch(self._window)
         self._calls_at_update = self._call_count()
+        self._set_watch_id()
+
+    def _set_watch_id(self) -> None:
+        """A state that differs between metrics that watch different layers or count
+        differently: torchmetrics merges the compute groups of a ``MetricCollection``
+        only for metrics whose states are all equal, and then updates one of them."""
+        key = (type(self).__qualname__, [tap.serial for tap in self._taps], self._options())
+        # bytes of a digest: small numbers, which torch.allclose never takes for equal
+        digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+        value = torch.tensor(list(digest), dtype=torch.int64)
+        if "watch_id" in self._defaults:
+            self._defaults["watch_id"] = value
+            self.watch_id = value.to(self.samples.device)
+        else:
+            self.add_state("watch_id", value, dist_reduce_fx="max", persistent=False)
 
     def _call_count(self) -> int:
         return sum(tap.calls for tap in self._taps)
@@ -128,7 +178,9 @@ class HookedMetric(Metric):
         if calls == self._calls_at_update:
             raise ValueError(
                 f"{type(self).__name__}.update() saw no forward pass of the watched model "
-                "since the last update(); run the model first"
+                "since the last update(); run the model first (a model compiled before the "
+                "metric was attached runs without its hooks: attach metrics before the first "
+                "compiled call, or call torch._dynamo.reset() after attaching)"
             )
         seen = self._window.batch_size
         samples = batch_size if batch_size is not None else seen
@@ -141,10 +193,56 @@ class HookedMetric(Metric):
         """Forget what the hooks counted since the last ``update()``.
 
         Use it to leave forward passes out of the figures, e.g. those of a validation
-        loop that runs between two training updates.
+        loop that runs between two training updates. ``reset()`` does it too.
         """
         self._open_window()
         self._skip()
+
+    def reset(self) -> None:
+        """Reset the state, and forget the forward passes not yet folded."""
+        super().reset()
+        if self._taps and not self._forwarding:
+            self.discard_pending()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Fold the pending forward passes as one batch (as :meth:`update`, with the same
+        arguments) and return that batch's figures.
+
+        If the batch's figures cannot be computed, the error is raised and the state
+        keeps everything accumulated before (and the batch itself if it was folded).
+        """
+        if self._is_synced:
+            raise TorchMetricsUserError(
+                "The Metric shouldn't be synced when performing ``forward``. HINT: Did you "
+                "forget to call ``unsync`` ?."
+            )
+        accumulated, update_count = self._copy_state_dict(), self._update_count
+        compute_on_cpu = self.compute_on_cpu
+        self._forwarding = True  # the reset below keeps the pending forward passes
+        try:
+            self.reset()
+        finally:
+            self._forwarding = False
+        self._to_sync, self._should_unsync = self.dist_sync_on_step, False
+        self.compute_on_cpu, self._enable_grad = False, True
+        folded = False
+        try:
+            self.update(*args, **kwargs)
+            folded = True
+            self._forward_cache = self.compute()
+        finally:
+            if folded:
+                self._update_count = update_count + 1
+                with torch.no_grad():
+                    self._reduce_states(accumulated)
+            else:
+                for name, value in accumulated.items():
+                    setattr(self, name, value)
+                self._update_count = update_count
+            self._is_synced, self._should_unsync = False, True
+            self._to_sync, self._computed = self.sync_on_compute, None
+            self._enable_grad, self.compute_on_cpu = False, compute_on_cpu
+        return self._forward_cache
 
     def _open_window(self) -> None:
         self._window.batch_size = None
@@ -162,11 +260,7 @@ class HookedMetric(Metric):
         raise NotImplementedError
 
     def _samples(self) -> Tensor:
-        """The number of samples as float64, or a ``ValueError`` if there are none."""
-        if int(self.samples) <= 0:
-            raise ValueError(
-                f"{type(self).__name__} has no samples: run the model and call update() first"
-            )
+        """The number of samples as float64 (0 before any update: figures are NaN)."""
         return self.samples.to(torch.float64)
 
     def _synced(self) -> Any:
@@ -196,3 +290,30 @@ class HookedMetric(Metric):
         traceback: TracebackType | None,
     ) -> None:
         self.detach()
+
+    # --- copies ------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The state to pickle: everything but what is bound to the taps."""
+        state = super().__getstate__()
+        for name in ("_window", "_taps", "_calls_at_update", *self._transient):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled metric and attach it to its (unpickled) model."""
+        super().__setstate__(state)
+        self._open_fresh()
+        self._attach()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> HookedMetric:
+        """A copy with its own state and window, watching the same model, or the copy of
+        the model if the same ``deepcopy`` copied it first."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        state = self.__getstate__()
+        model = state.pop("_watched")
+        state = copy.deepcopy(state, memo)
+        state["_watched"] = memo.get(id(model), model)
+        new.__setstate__(state)
+        return new

@@ -81,12 +81,14 @@ class Energy(HookedMetric):
         'horowitz45nm_fp32'
     """
 
+    higher_is_better = False
     effective_acs: Tensor
     effective_macs: Tensor
     dense: Tensor
     updates: Tensor
     spikes: Tensor
     nonfinite: Tensor
+    _transient = ("_connections", "_neurons")
 
     def __init__(
         self,
@@ -101,22 +103,9 @@ class Energy(HookedMetric):
         self._table = energy_table(table)
         self._memory = check_memory(memory)
         self._steps = check_steps_per_inference(steps_per_inference)
-        inner = unwrap_model(model)
-        neurons = [
-            (name, module)
-            for name, module, rule in find_neurons(inner)
-            if watches_membrane(name, rule, "Energy")
-        ]
-        known_costs = operation_costs(inner, costs)
+        known_costs = operation_costs(unwrap_model(model), costs)
         super().__init__(model, **kwargs)
-        self._connections = ConnectionLayers(self.model, skip_zero_weights=True)
-        self._neurons = NeuronLayers(neurons)
-        for tap in self._neurons.taps:
-            tap.track_membrane()
-        self.connection_names = self._connections.names
-        self.neuron_names = self._neurons.names
-        # a module that is both (a recurrent cell that spikes) is named once
-        self.layer_names = list(dict.fromkeys([*self.connection_names, *self.neuron_names]))
+        self._attach()
         self.costs: dict[str, float] = {name: known_costs[name] for name in self.neuron_names}
         for name, dtype, n in (
             ("effective_acs", torch.float64, len(self.connection_names)),
@@ -128,6 +117,21 @@ class Energy(HookedMetric):
         ):
             zeros = torch.zeros(() if n is None else (n,), dtype=dtype)
             self.add_state(name, zeros, dist_reduce_fx="sum", persistent=True)
+
+    def _attach(self) -> None:
+        neurons = [  # first: a neuron without membrane readers fails before any hook is added
+            (name, module)
+            for name, module, rule in find_neurons(self.model)
+            if watches_membrane(name, rule, "Energy")
+        ]
+        self._connections = ConnectionLayers(self.model, skip_zero_weights=True)
+        self._neurons = NeuronLayers(neurons)
+        for tap in self._neurons.taps:
+            tap.track_membrane()
+        self.connection_names = self._connections.names
+        self.neuron_names = self._neurons.names
+        # a module that is both (a recurrent cell that spikes) is named once
+        self.layer_names = list(dict.fromkeys([*self.connection_names, *self.neuron_names]))
         self._subscribe([*self._connections.taps, *self._neurons.taps])
 
     @property
@@ -172,13 +176,14 @@ class Energy(HookedMetric):
         self._neurons.skip()
 
     def compute(self) -> dict[str, Tensor]:
-        counts = self._per_sample()
+        counts = self._counts()
         return self._energy({key: value.sum() for key, value in counts.items()})
 
     def compute_per_layer(self) -> dict[str, dict[str, Tensor]]:
         """The figures of :meth:`compute` but the ratios, for each layer name."""
         with self._synced():
-            counts = self._per_sample()
+            counts = self._counts()
+            samples = self._samples()
         device = self.dense.device
         no_neuron = torch.zeros(len(self.connection_names), dtype=torch.float64, device=device)
         no_synapse = torch.zeros(len(self.neuron_names), dtype=torch.float64, device=device)
@@ -187,7 +192,7 @@ class Energy(HookedMetric):
             (self.connection_names, dict.fromkeys(_NEURON_COUNTS, no_neuron)),
             (self.neuron_names, dict.fromkeys(_SYNAPTIC_COUNTS, no_synapse)),
         ):
-            figures = self._energy({**counts, **part})
+            figures = self._energy({**counts, **part}, samples)
             for i, name in enumerate(names):
                 layer = {key: value[i] for key, value in figures.items() if key not in _RATIOS}
                 if name in result:  # a module that is both a connection and a neuron
@@ -195,9 +200,8 @@ class Energy(HookedMetric):
                 result[name] = layer
         return result
 
-    def _per_sample(self) -> dict[str, Tensor]:
-        """Each layer's counts per sample (float64), after checking they are defined."""
-        samples = self._samples()
+    def _counts(self) -> dict[str, Tensor]:
+        """Each layer's counts over all samples (float64), after checking they are defined."""
         check_finite_synops(self.effective_acs, self.effective_macs)
         if int(self.nonfinite) > 0:
             raise ValueError(
@@ -207,16 +211,18 @@ class Energy(HookedMetric):
         cost = torch.tensor(list(self.costs.values()), dtype=torch.float64)
         updates = self.updates.to(torch.float64)
         return {
-            "effective_acs": self.effective_acs / samples,
-            "effective_macs": self.effective_macs / samples,
-            "dense": self.dense.to(torch.float64) / samples,
-            "neuron_ops": updates * cost.to(updates.device) / samples,
-            "membrane_updates": updates / samples,
-            "spikes": self.spikes.to(torch.float64) / samples,
+            "effective_acs": self.effective_acs,
+            "effective_macs": self.effective_macs,
+            "dense": self.dense.to(torch.float64),
+            "neuron_ops": updates * cost.to(updates.device),
+            "membrane_updates": updates,
+            "spikes": self.spikes.to(torch.float64),
         }
 
-    def _energy(self, counts: dict[str, Any]) -> dict[str, Tensor]:
-        return energy(
+    def _energy(self, counts: dict[str, Any], samples: Tensor | None = None) -> dict[str, Tensor]:
+        """Joules per sample of ``counts`` (totals over ``samples``, default the state's);
+        the ratios do not depend on the number of samples."""
+        figures = energy(
             counts["effective_acs"],
             counts["effective_macs"],
             counts["neuron_ops"],
@@ -227,4 +233,5 @@ class Energy(HookedMetric):
             dense=counts["dense"],
             steps_per_inference=self._steps,
         )
-
+        samples = self._samples() if samples is None else samples
+        return {key: value if key in _RATIOS else value / samples for key, value in figures.items()}

@@ -86,7 +86,6 @@ class FiringRate(LazyShapes, NeuronMetric):
             state += spikes.to(torch.int64)
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
-        self._samples()
         self._check_finite()
         result = {}
         for i, name in enumerate(self.layer_names):

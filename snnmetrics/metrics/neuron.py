@@ -129,10 +129,15 @@ class NeuronMetric(HookedMetric):
     """
 
     _what = "spiking neuron"
+    _transient = ("_neurons",)
     nonfinite: Tensor
 
     def __init__(self, model: nn.Module, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
+        self._attach()
+        self._add_count("nonfinite", ())
+
+    def _attach(self) -> None:
         layers = [(n, m) for n, m, rule in find_neurons(self.model) if self._watches(n, rule)]
         if not layers:
             raise ValueError(
@@ -142,7 +147,6 @@ class NeuronMetric(HookedMetric):
         self._neurons = NeuronLayers(layers)
         self.layer_names = self._neurons.names
         self._track(self._neurons.taps)
-        self._add_count("nonfinite", ())
         self._subscribe(self._neurons.taps)
 
     def _add_count(self, name: str, shape: tuple[int, ...]) -> None:
@@ -179,6 +183,7 @@ class NeuronMetric(HookedMetric):
 class _MembraneMetric(NeuronMetric):
     """Membrane updates per layer: every neuron at a window's first step, then changed ones."""
 
+    higher_is_better = False  # fewer updates cost less
     updates: Tensor
     neuron_steps: Tensor
 
@@ -317,6 +322,7 @@ class ActivationSparsity(NeuronMetric):
     """
 
     _what = "activation (neuron, nn.ReLU, nn.Sigmoid)"
+    higher_is_better = True  # sparser activity costs less
     zeros: Tensor
     elements: Tensor
 
@@ -336,7 +342,6 @@ class ActivationSparsity(NeuronMetric):
         self.zeros.sub_(reading.counts[:, 0].to(torch.int64))
 
     def compute(self) -> Tensor | dict[str, Tensor]:
-        self._samples()
         self._check_finite()
         if not self.by_layer:
             return activation_sparsity(self.zeros, self.elements)

@@ -97,11 +97,19 @@ class CodeMetric(LazyShapes, HookedMetric):
 
     best_key: str | None = None
     _lazy: list[str]
+    _transient = ("_code_taps", "_sinks", "_snapshots")
     nonfinite: Tensor
 
     def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, **kwargs: Any):
         super().__init__(model, **kwargs)
-        chosen = _code_layers(self.model, layers)
+        self._layers = None if layers is None else layers
+        self._lazy = []
+        self.add_state("nonfinite", torch.zeros((), dtype=torch.int64), "sum", persistent=True)
+        self._attach()
+        self._add_states()
+
+    def _attach(self) -> None:
+        chosen = _code_layers(self.model, self._layers)
         if not chosen:
             raise ValueError(
                 f"{type(self.model).__name__} has no spiking neuron to watch (snnTorch neurons, "
@@ -109,9 +117,7 @@ class CodeMetric(LazyShapes, HookedMetric):
             )
         self.layer_names = [name for name, _ in chosen]
         self._code_taps = [acquire(module, CodeTap) for _, module in chosen]
-        self._lazy = []
         self._sinks: list[CodeSink] = []
-        self.add_state("nonfinite", torch.zeros((), dtype=torch.int64), "sum", persistent=True)
         try:
             extra = self._track()
         except BaseException:
@@ -124,6 +130,9 @@ class CodeMetric(LazyShapes, HookedMetric):
     def _track(self) -> list[Tap]:
         """Ask the taps for what this metric needs; return any further taps it holds."""
         return []
+
+    def _add_states(self) -> None:
+        """Add the states of the metric (once its taps are known)."""
 
     def _add_count(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
         self.add_state(name, torch.zeros(shape, dtype=dtype), "sum", persistent=True)
@@ -208,10 +217,13 @@ class NumActivations(CodeMetric):
     best_key = "per_sample"
 
     def _track(self) -> list[Tap]:
-        for i, tap in enumerate(self._code_taps):
+        for tap in self._code_taps:
             tap.track_activity()
-            self._add_lazy(f"histogram_{i}")
         return []
+
+    def _add_states(self) -> None:
+        for i in range(len(self._code_taps)):
+            self._add_lazy(f"histogram_{i}")
 
     def _fold_layer(self, i: int, now: CodeTotals, before: CodeTotals, sink: CodeSink | None):
         counts = _difference(now.histogram, before.histogram)
@@ -283,10 +295,12 @@ class BasisSetSize(CodeMetric):
         for tap in self._code_taps:
             tap.track_codes(self.capacity)
         self._sinks = [tap.add_sink() for tap in self._code_taps]
+        return []
+
+    def _add_states(self) -> None:
         empty = torch.full((len(self._code_taps), self.capacity), EMPTY, dtype=torch.int64)
         self.add_state("tables", empty, dist_reduce_fx=merge_tables, persistent=True)
         self._add_count("codes", (len(self._code_taps),), torch.int64)
-        return []
 
     def _fold_layer(self, i: int, now: CodeTotals, before: CodeTotals, sink: CodeSink | None):
         self.codes[i] += now.rows - before.rows
@@ -295,7 +309,6 @@ class BasisSetSize(CodeMetric):
             self.tables[i] = smallest_distinct(both, self.capacity)
 
     def _sizes(self) -> dict[str, Tensor]:
-        self._samples()
         self._check_finite()
         sizes = distinct_count(self.tables)
         return {name: sizes[i] for i, name in enumerate(self.layer_names) if int(self.codes[i])}
@@ -341,11 +354,10 @@ class BasisSetSizeIncrease(BasisSetSize):
 
     previous: Tensor
 
-    def _track(self) -> list[Tap]:
-        extra = super()._track()
+    def _add_states(self) -> None:
+        super()._add_states()
         zeros = torch.zeros(len(self._code_taps), dtype=torch.float64)
         self.add_state("previous", zeros, dist_reduce_fx="max", persistent=True)
-        return extra
 
     def compute(self) -> dict[str, Tensor]:
         sizes = self._sizes()
@@ -452,8 +464,7 @@ class BasisAverage(_FieldMetric):
     best_key = "average"
     _average = True
 
-    def _track(self) -> list[Tap]:
-        extra = super()._track()
+    def _add_states(self) -> None:
         for i, tap in enumerate(self._code_taps):
             source = tap.source
             assert source is not None
@@ -462,7 +473,6 @@ class BasisAverage(_FieldMetric):
             shape = tuple(source.rule.weight(layer).shape)
             self._add_count(f"sums_{i}", shape, torch.float64)
             self._add_count(f"counts_{i}", shape, torch.float64)
-        return extra
 
     def _fold_layer(self, i: int, now: CodeTotals, before: CodeTotals, sink: CodeSink | None):
         sums, counts = _difference(now.sums, before.sums), _difference(now.pairs, before.pairs)
@@ -471,7 +481,6 @@ class BasisAverage(_FieldMetric):
             getattr(self, f"counts_{i}").add_(counts.to(self.nonfinite.device))
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
-        self._samples()
         self._check_finite()
         result = {}
         for i, name in enumerate(self.layer_names):
@@ -513,11 +522,9 @@ class FeatureCoverage(_FieldMetric):
     covered: Tensor
     elements: Tensor
 
-    def _track(self) -> list[Tap]:
-        extra = super()._track()
+    def _add_states(self) -> None:
         self._add_count("covered", (len(self._code_taps),), torch.float64)
         self._add_count("elements", (len(self._code_taps),), torch.float64)
-        return extra
 
     def _fold_layer(self, i: int, now: CodeTotals, before: CodeTotals, sink: CodeSink | None):
         counts = now.counts - before.counts.to(now.counts.device)
@@ -525,7 +532,6 @@ class FeatureCoverage(_FieldMetric):
         self.elements[i] += counts[2].to(self.elements.device)
 
     def compute(self) -> dict[str, Tensor]:
-        self._samples()
         self._check_finite()
         return {
             name: self.covered[i] / self.elements[i]
@@ -592,14 +598,17 @@ class MatchAccuracy(CodeMetric):
         super().__init__(model, layers=layers, **kwargs)
 
     def _track(self) -> list[Tap]:
-        for i, tap in enumerate(self._code_taps):
+        for tap in self._code_taps:
             tap.track_union()
+        self._sinks = [tap.add_sink() for tap in self._code_taps]
+        return []
+
+    def _add_states(self) -> None:
+        for i in range(len(self._code_taps)):
             self._add_lazy(f"stored_{i}")
             self._add_lazy(f"matched_{i}")
-        self._sinks = [tap.add_sink() for tap in self._code_taps]
         self._add_count("stored_count", (len(self._code_taps), self.num_keys), torch.int64)
         self._add_count("matched_count", (len(self._code_taps), self.num_keys), torch.int64)
-        return []
 
     def update(  # type: ignore[override]
         self, keys: Tensor | Sequence[int], store: bool | None = None, batch_size: int | None = None
@@ -641,7 +650,6 @@ class MatchAccuracy(CodeMetric):
         getattr(self, f"{kind}_count")[i].index_add_(0, keys, torch.ones_like(keys))
 
     def compute(self) -> dict[str, Tensor]:
-        self._samples()
         self._check_finite()
         result = {}
         for i, name in enumerate(self.layer_names):
@@ -649,7 +657,7 @@ class MatchAccuracy(CodeMetric):
             counts = self.stored_count[i], self.matched_count[i]
             if stored.numel() and matched.numel() and int(counts[1][counts[0] > 0].sum()):
                 result[name] = match_accuracy(stored, counts[0], matched, counts[1])
-        if not result:
+        if not result and int(self.samples) > 0:  # before any update: nothing to report
             raise ValueError(
                 "MatchAccuracy compared no code: update with store=True to store codes, then "
                 "with store=False (or in eval mode) for codes of the same keys"

@@ -72,15 +72,16 @@ class SynapticOperations(HookedMetric):
         (60.0, 60.0)
     """
 
+    higher_is_better = False  # fewer operations cost less
     effective_acs: Tensor
     effective_macs: Tensor
     dense: Tensor
+    _transient = ("_connections",)
 
     def __init__(self, model: nn.Module, skip_zero_weights: bool = True, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.skip_zero_weights = bool(skip_zero_weights)
-        self._connections = ConnectionLayers(self.model, self.skip_zero_weights)
-        self.layer_names = self._connections.names
+        self._attach()
         n = len(self.layer_names)
         for name, dtype in (
             ("effective_acs", torch.float64),
@@ -89,7 +90,14 @@ class SynapticOperations(HookedMetric):
         ):
             zeros = torch.zeros(n, dtype=dtype)
             self.add_state(name, zeros, dist_reduce_fx="sum", persistent=True)
+
+    def _attach(self) -> None:
+        self._connections = ConnectionLayers(self.model, self.skip_zero_weights)
+        self.layer_names = self._connections.names
         self._subscribe(self._connections.taps)
+
+    def _options(self) -> tuple[Any, ...]:
+        return (self.skip_zero_weights,)
 
     def _fold(self) -> None:
         self._connections.fold(self.effective_acs, self.effective_macs, self.dense)
@@ -254,6 +262,5 @@ class SynOps(LazyShapes, Metric):
         self.samples += activations.shape[0]
 
     def compute(self) -> dict[str, Tensor]:
-        if int(self.samples) <= 0:
-            raise ValueError("SynOps has no samples: call update(activations) first")
-        return per_sample_result(self.synops_sum / self.samples, self.sample_time)
+        # before any update: NaN (0 / 0), with torchmetrics' warning
+        return per_sample_result(self.synops_sum, self.samples, self.sample_time)

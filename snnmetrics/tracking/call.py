@@ -36,7 +36,7 @@ class CallTap(Tap):
         self._dense_device: Tensor | None = None
         self._signature: inspect.Signature | None = None
         self._cache: dict[Any, Any] = {}  # the rule's, emptied at every update
-        self._handles.append(module.register_forward_pre_hook(self._hook, with_kwargs=True))
+        self._add_hook(module.register_forward_pre_hook, self._hook, with_kwargs=True)
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if kwargs:  # e.g. cell(x, hx=state): the rule reads positions

@@ -48,7 +48,7 @@ class InputTap(Tap):
         self.n_features = self.rule.feature_dims(module)
         self.last_input: Tensor | None = None
         self.output_shape: torch.Size | None = None
-        self._handles.append(module.register_forward_hook(self._hook))
+        self._add_hook(module.register_forward_hook, self._hook)
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not args or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
@@ -118,7 +118,7 @@ class CodeTap(Tap):
         self._segment = CodeSink()
         self._sinks: list[CodeSink] = []
         self._source_calls = 0
-        self._handles.append(module.register_forward_hook(self._hook))
+        self._add_hook(module.register_forward_hook, self._hook)
 
     # --- what subscribers ask for -------------------------------------------------------
 

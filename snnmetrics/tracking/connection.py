@@ -73,7 +73,7 @@ class ConnectionTap(Tap):
         self._structural_fanout: Tensor | None = None  # this segment's, on the device
         # per feature shape: structural fanout (on the CPU) and dense taps per row
         self._structural: dict[torch.Size, tuple[Tensor, int]] = {}
-        self._handles.append(module.register_forward_pre_hook(self._hook))
+        self._add_hook(module.register_forward_pre_hook, self._hook)
 
     def _hook(self, module: nn.Module, args: tuple[object, ...]) -> None:
         if not args or not isinstance(args[0], Tensor):

@@ -11,10 +11,17 @@ Taps also record the batch size of the first call after a subscriber's last upda
 A tap may also leave in the window what only that first call knows (``Window.first_call``):
 a neuron's first step in a window counts every neuron, whatever its membrane did, and
 which call is first depends on when each subscriber last updated.
+
+A tap belongs to its module and to the metrics that subscribe to it, never to a copy.
+Copying or pickling the module (``deepcopy(model)``, ``torch.save(model)``) copies
+none of its taps: the copy's hooks count nothing and remove themselves at its first call
+(:func:`_stale_hook`). A copy of a metric subscribes to the taps anew.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -25,6 +32,9 @@ from torch.utils.hooks import RemovableHandle
 __all__ = ["Tap", "Window", "acquire", "release"]
 
 S = TypeVar("S")  # a tap's totals
+
+
+_serials = itertools.count()
 
 
 class Window:
@@ -48,6 +58,7 @@ class Tap:
 
     def __init__(self, module: nn.Module) -> None:
         self.module_ref = weakref.ref(module)
+        self.serial = next(_serials)  # never reused, unlike id()
         self.subscribers = 0
         self.calls = 0
         # a subclass's last totals, kept until its next call: every subscriber that
@@ -86,6 +97,35 @@ class Tap:
             handle.remove()
         self._handles.clear()
         self._awaiting.clear()
+
+    def _add_hook(self, register: Callable[..., RemovableHandle], hook: Callable[..., Any],
+                  **options: Any) -> None:
+        """Register ``hook`` with ``register`` (a module's ``register_forward_hook`` or
+        ``register_forward_pre_hook``), to be removed by :meth:`close`."""
+        self._handles.append(register(_Hook(hook), **options))
+
+
+class _Hook(functools.partial[Any]):
+    """A tap's hook as its module holds it: a copy of the module (``deepcopy``, pickle)
+    gets :func:`_stale_hook` instead, which counts nothing."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Hook:
+        return _Hook(_stale_hook)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _Hook, (_stale_hook,)
+
+
+def _stale_hook(module: nn.Module, *args: Any, **kwargs: Any) -> None:
+    """The hooks of a copied module that came from taps: they remove themselves at the
+    copy's first call (safe while hooks run: torch iterates over a copy of them)."""
+    for hooks in (module._forward_pre_hooks, module._forward_hooks):
+        stale = [key for key, hook in hooks.items() if getattr(hook, "func", None) is _stale_hook]
+        for key in stale:
+            del hooks[key]
+            module._forward_pre_hooks_with_kwargs.pop(key, None)
+            module._forward_hooks_with_kwargs.pop(key, None)
+            module._forward_hooks_always_called.pop(key, None)
 
 
 T = TypeVar("T", bound=Tap)

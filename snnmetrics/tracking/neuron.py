@@ -93,7 +93,7 @@ class NeuronTap(Tap):
         self._spikes = Staging(self._count_spikes, on_layout=self._check_spikes, shared=True)
         self._differences = Staging(self._count_differences)
         hook = self._hook if self.rule.steps is None else self._steps_hook
-        self._handles.append(module.register_forward_hook(hook, with_kwargs=True))
+        self._add_hook(module.register_forward_hook, hook, with_kwargs=True)
 
     def track_membrane(self) -> None:
         """Start counting membrane updates (hooks the call's start as well)."""
@@ -103,7 +103,7 @@ class NeuronTap(Tap):
             raise TypeError(f"{type(self.module_ref()).__name__} has no membrane to track")
         module = self.module_ref()
         assert module is not None
-        self._handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+        self._add_hook(module.register_forward_pre_hook, self._pre_hook, with_kwargs=True)
         self._membrane = True
 
     def track_per_neuron(self) -> None:
