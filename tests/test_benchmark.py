@@ -596,3 +596,25 @@ def test_save_benchmark_results(tmp_path, capsys):
     assert "Results saved to" in capsys.readouterr().out
     with pytest.raises(ValueError, match="Unsupported file format: xml"):
         benchmark.save_benchmark_results(str(base), "xml")  # type: ignore[arg-type]
+
+
+def test_regression_figures_against_torchmetrics():
+    """Where NeuroBench's conventions meet torchmetrics': MSE equals MeanSquaredError when
+    every sample is seen and has as many elements, sMAPE is 100 x torchmetrics' fraction
+    without 0 / 0, and R2 is R2Score's uniform average over the first two columns."""
+    import torchmetrics
+
+    gen = torch.Generator().manual_seed(11)
+    preds, labels = torch.rand(9, 3, generator=gen) + 0.1, torch.rand(9, 3, generator=gen) * 2
+    loader = DataLoader(TensorDataset(preds, labels), batch_size=4)  # 4, 4, 1
+    metrics = [[], ["mse", "sMAPE", "r2"]]
+    results = Benchmark(nn.Identity(), loader, [], [], metrics).run(quiet=True)
+    mse = torchmetrics.MeanSquaredError()(preds, labels)
+    smape = torchmetrics.SymmetricMeanAbsolutePercentageError()(preds, labels)
+    r2 = torchmetrics.R2Score()(preds[:, :2], labels[:, :2])
+    assert results["mse"] == pytest.approx(float(mse), rel=1e-6)
+    assert results["sMAPE"] == pytest.approx(100 * float(smape), rel=1e-6)
+    assert results["r2"] == pytest.approx(float(r2), rel=1e-5)  # R2Score sums in float32
+    y, p = labels[:, :2].double(), preds[:, :2].double()  # two passes in float64
+    exact = (1 - ((y - p) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)).mean()
+    assert results["r2"] == pytest.approx(float(exact), rel=1e-12)
