@@ -62,8 +62,7 @@ def _spiking_layers(
 
 class _SinkMetric(HookedMetric):
     """A hooked metric that gives its taps one sink per layer (see
-    :mod:`snnmetrics.tracking.activity`): a copy gives the same taps its own copies of
-    the sinks, and :meth:`detach` takes them back."""
+    :mod:`snnmetrics.tracking.activity`), and takes them back on :meth:`detach`."""
 
     nonfinite: Tensor
     _sinks: list[tuple[SpikeTap | StepOpsTap, Any]]
@@ -77,11 +76,6 @@ class _SinkMetric(HookedMetric):
         tap.sinks.append(sink)  # type: ignore[arg-type]
         self._sinks.append((tap, sink))
         return sink
-
-    def _share_taps(self, original: HookedMetric) -> None:
-        super()._share_taps(original)
-        for tap, sink in self._sinks:
-            tap.sinks.append(sink)
 
     def detach(self) -> None:
         for tap, sink in self._sinks:

@@ -157,7 +157,7 @@ class SpikeTap(Tap):
         super().__init__(module)
         self.rule = require_neuron_rule(module)
         self.sinks: list[SpikeSink] = []
-        self._handles.append(module.register_forward_hook(self._hook))
+        self._add_hook(module.register_forward_hook, self._hook)
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         spikes = self.rule.spikes(module, output)
@@ -479,11 +479,9 @@ class StepOpsTap(Tap):
         self._dense: dict[torch.Size, int] = {}  # per feature shape: operations of a full row
         if isinstance(rule, ConnectionRule):
             self.n_features = rule.feature_dims(module)
-            self._handles.append(module.register_forward_pre_hook(self._hook))
+            self._add_hook(module.register_forward_pre_hook, self._hook)
         else:
-            self._handles.append(
-                module.register_forward_pre_hook(self._call_hook, with_kwargs=True)
-            )
+            self._add_hook(module.register_forward_pre_hook, self._call_hook, with_kwargs=True)
 
     def mark_read(self) -> None:
         """A subscriber took its window: check the weights again at the next call (edits
