@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 import snnmetrics as sm
+from snnmetrics.examples import conv_snn, mlp_snn, poisson_spikes, run_steps
 
 MAX_STEPS = 8
 
@@ -551,3 +552,63 @@ def test_ddp_uneven_and_empty_ranks_equal_one_process(ddp2, shards):
     assert_profile(expected, reference.expected())
     for result in ddp2.run(_ddp_task, shards):
         assert_profile(result, expected)
+
+
+# --- no host reads in hooks ---------------------------------------------------------------
+
+SYNCING = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+@pytest.mark.parametrize("make, shape", [(mlp_snn, (2, 3, 20)), (conv_snn, (2, 3, 2, 32, 32))])
+def test_hooked_forward_passes_never_read_a_tensor_on_the_host(monkeypatch, make, shape):
+    """A CPU stand-in for CUDA's sync debug mode: no tensor becomes a Python value or a
+    host copy while the hooks of both metrics run (a stepped model and a multi-step one)."""
+    torch.manual_seed(0)
+    net = make()
+    metrics = [sm.ActivityProfile(net, max_steps=3), sm.SpikeTrainStatistics(net)]
+    x = poisson_spikes(shape, 0.3, torch.Generator().manual_seed(1))
+    run_steps(net, x)  # first calls derive fanouts and make buffers
+    for metric in metrics:
+        metric.update()
+    seen: list[str] = []
+    for name in SYNCING:
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            seen.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    run_steps(net, x)
+    monkeypatch.undo()
+    assert seen == []
+    for metric in metrics:  # and the run still counted
+        metric.update()
+    assert int(metrics[1].trains[0]) == 4
+    assert float(metrics[0].compute()["0"]["synops"].sum()) > 0
+
+
+@pytest.mark.optional
+def test_multi_step_hooks_never_read_a_tensor_on_the_host(monkeypatch):
+    model = _spikingjelly()
+    metrics = [sm.ActivityProfile(model.net, max_steps=5), sm.SpikeTrainStatistics(model.net)]
+    x = model.data(2, 5, torch.Generator().manual_seed(1))
+    model.net(x)
+    for metric in metrics:
+        metric.update()
+    seen: list[str] = []
+    for name in SYNCING:
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            seen.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    model.reset(model.net)
+    model.net(x)
+    monkeypatch.undo()
+    assert seen == []
+    for metric in metrics:
+        metric.update()
+    assert int(metrics[1].trains[0]) == 4
