@@ -5,8 +5,9 @@ The script is a NeuroBench evaluation: an snnTorch network in NeuroBench's
 ``spikes.sum(1).argmax(1)``, the static metrics footprint, connection sparsity and
 parameter count, and the workload metrics classification accuracy, activation sparsity,
 synaptic operations, membrane updates and neuron operations. The only difference between
-the two runs is the import of ``Benchmark``. "plain" runs the same network over the same
-data with no metric (``torch.no_grad()``), for scale.
+the two runs is the import of ``Benchmark``. "plain" is snnmetrics' ``run()`` with no
+metric: the same loop, wrapper and postprocessor under ``torch.no_grad()``, no hook (the
+model's own cost, for scale).
 
 Each (tool, regime) runs in a fresh process, one torch thread: peak resident memory
 growth (``ru_maxrss``) during the first ``run()``, from a baseline taken after the data,
@@ -83,16 +84,11 @@ def _measure(tool: str, regime: str, repeats: int) -> dict[str, Any]:
     base = _peak_kib()
     walls, cpus, growth, results = [], [], 0, None
     for repeat in range(repeats):
-        if tool == "plain":
-            wall, cpu = time.perf_counter(), time.process_time()
-            with torch.no_grad():
-                for x, _ in loader:
-                    run_steps(net, x)
-        else:
-            tool_benchmark = NeuroBenchBenchmark if tool == "neurobench" else Benchmark
-            bench = tool_benchmark(SNNTorchModel(net), loader, [], [choose_max_count], METRICS)
-            wall, cpu = time.perf_counter(), time.process_time()
-            results = bench.run(quiet=True)
+        tool_benchmark = NeuroBenchBenchmark if tool == "neurobench" else Benchmark
+        metrics = [[], []] if tool == "plain" else METRICS
+        bench = tool_benchmark(SNNTorchModel(net), loader, [], [choose_max_count], metrics)
+        wall, cpu = time.perf_counter(), time.process_time()
+        results = bench.run(quiet=True)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
         if repeat == 0:
