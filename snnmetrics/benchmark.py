@@ -688,6 +688,8 @@ class Benchmark:
         self.results = None
         results: dict[str, Any] = {name: measure(self.net) for name, measure in self.static.items()}
         loader = dataloader if dataloader is not None else self.dataloader
+        if loader is None:
+            raise ValueError("run(): no dataloader, give one here or to the constructor")
         if preprocessors is not None:
             self.preprocessors = _check_processors(preprocessors, "preprocessors")
         if postprocessors is not None:

@@ -425,6 +425,8 @@ def test_run_errors_are_raised_not_reported_as_zero():
             [],
             [[], ["r2"]],
         ).run(quiet=True)
+    with pytest.raises(ValueError, match="no dataloader"):
+        Benchmark(mlp_snn(), None, [], [], [[], ["synaptic_operations"]]).run(quiet=True)
     with pytest.raises(ValueError, match="gave no sample"):
         bench(mlp_snn, [], [[], ["synaptic_operations"]])
     ann = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
