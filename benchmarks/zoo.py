@@ -22,16 +22,20 @@ module hooks by default, so without it a twin of the same class would reuse the 
 compiled for another twin (a hooked twin would run the plain graph and count nothing).
 
 Timing as ``overhead.py``: one thread, CPU time of the process (``time.process_time``),
-``torch.no_grad()``, hooks attached and warmed up by one batch (for compiled twins: the
-compile) before timing, the minimum over repeats whose order rotates (``overhead.compare``).
+``torch.no_grad()``, hooks attached and warmed up by one batch before timing (a compiled
+twin first runs one whole epoch right after compiling: the compile and the recompiles of a
+user's first epoch), the minimum over repeats whose order rotates (``overhead.compare``).
 
 Also reported: graph breaks of one steady-state call under ``torch._dynamo.explain``
-(after one eager batch), and whether the compiled metrics' figures equal the eager ones.
-A configuration that crashes is recorded with its error instead of stopping the run.
+(after one eager batch) with their reasons, the functions for which dynamo hit its
+recompile limit, and whether the compiled metrics' figures equal the eager ones, after
+the first (compiling) epoch and after the last timed one. A configuration that crashes
+is recorded with its error instead of stopping the run.
 
-Run: ``python benchmarks/zoo.py [--models conv3x3,mlp] [--no-compile] [--repeats 15]
-[--compile-repeats 5] [--json PATH] [--markdown PATH]``; ``--profile MODEL`` profiles the
-hooked eager model instead (torch.profiler and cProfile, top entries).
+Run: ``python benchmarks/zoo.py [--models conv3x3,mlp] [--no-eager] [--no-compile]
+[--repeats 15] [--compile-repeats 3] [--json PATH] [--markdown PATH]``; by default the
+results go to ``benchmarks/results/zoo.json`` and ``zoo.md``. ``--profile MODEL``
+profiles the hooked eager model instead (torch.profiler against the plain twin, cProfile).
 """
 
 from __future__ import annotations
@@ -42,15 +46,16 @@ import copy
 import cProfile
 import io
 import json
+import logging
 import math
 import platform
 import pstats
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import snntorch as snn
@@ -319,6 +324,14 @@ def _nonzero(x: Tensor) -> Tensor:
     return x.abs().clamp_(max=1).ceil_()
 
 
+class _Sums:
+    """One layer's accumulators (a plain object: dynamo traces its attribute writes, not
+    those of a ``_Sums``)."""
+
+    def __init__(self, **slots: Any) -> None:
+        self.__dict__.update(slots)
+
+
 class Floor:
     """Plain hooks doing only the minimal tensor reads the five metrics need.
 
@@ -328,7 +341,7 @@ class Floor:
 
     def __init__(self, net: nn.Module) -> None:
         self.handles: list[Any] = []
-        self.states: list[SimpleNamespace] = []
+        self.states: list[_Sums] = []
         node = _spikingjelly_node()
         inside_attention: set[int] = set()
         for module in net.modules():
@@ -345,15 +358,15 @@ class Floor:
                 self._neuron(module, "v", multi_step=True)
 
     @staticmethod
-    def _add(state: SimpleNamespace, key: str, value: Tensor) -> None:
+    def _add(state: _Sums, key: str, value: Tensor) -> None:
         total = getattr(state, key)
         if total is None:
             setattr(state, key, value.double() if value.is_floating_point() else value.clone())
         else:
             total.add_(value)
 
-    def _state(self, **slots: Any) -> SimpleNamespace:
-        state = SimpleNamespace(**slots)
+    def _state(self, **slots: Any) -> _Sums:
+        state = _Sums(**slots)
         self.states.append(state)
         return state
 
@@ -473,18 +486,29 @@ def _guarded(key: str, make: Runner, outcome: Outcome) -> Runner:
     return guarded_make
 
 
-def _maybe_compile(net: nn.Module, compiled: bool) -> nn.Module:
-    return torch.compile(net) if compiled else net  # type: ignore[return-value]
+# ``warm``: None in eager mode; under compile, the batches of one full epoch run right
+# after compiling (the compile and any recompiles a user's first epoch would see)
 
 
-def _plain(model: ZooModel, compiled: bool) -> Runner:
+def _maybe_compile(net: nn.Module, warm: list[Tensor] | None) -> nn.Module:
+    return net if warm is None else torch.compile(net)  # type: ignore[return-value]
+
+
+def _warm_up(epoch: Epoch, warm: list[Tensor] | None) -> None:
+    if warm is not None:
+        with torch.no_grad():
+            epoch(warm)
+
+
+def _plain(model: ZooModel, warm: list[Tensor] | None) -> Runner:
     def make(net: nn.Module) -> tuple[Epoch, Callable[[], None]]:
-        run = _maybe_compile(net, compiled)
+        run = _maybe_compile(net, warm)
 
         def epoch(batches: list[Tensor]) -> None:
             for x in batches:
                 model.run(run, x)
 
+        _warm_up(epoch, warm)
         return epoch, lambda: None
 
     return make
@@ -499,10 +523,13 @@ def _figures(value: Any) -> Any:
     return value
 
 
-def _ours(model: ZooModel, compiled: bool, outcome: Outcome, key: str) -> Runner:
+def _ours(model: ZooModel, warm: list[Tensor] | None, outcome: Outcome) -> Runner:
+    """Figures go to ``outcome.figures``: ``ours`` after the last timed epoch, and under
+    compile ``ours_first`` after the first, compiling epoch."""
+
     def make(net: nn.Module) -> tuple[Epoch, Callable[[], None]]:
         metrics = [make_metric(net) for make_metric in METRICS]
-        run = _maybe_compile(net, compiled)
+        run = _maybe_compile(net, warm)
 
         def epoch(batches: list[Tensor]) -> None:
             for metric in metrics:
@@ -512,31 +539,36 @@ def _ours(model: ZooModel, compiled: bool, outcome: Outcome, key: str) -> Runner
                 for metric in metrics:
                     metric.update(batch_size=model.batch_size)
 
+        def figures() -> dict[str, Any]:
+            return {type(metric).__name__: _figures(metric.compute()) for metric in metrics}
+
         def close() -> None:
             try:
-                outcome.figures[key] = {
-                    type(metric).__name__: _figures(metric.compute()) for metric in metrics
-                }
+                outcome.figures["ours"] = figures()
             finally:
                 for metric in metrics:
                     metric.detach()
 
+        if warm is not None:
+            _warm_up(epoch, warm)
+            outcome.figures["ours_first"] = figures()
         return epoch, close
 
     return make
 
 
-def _floor(model: ZooModel, compiled: bool, example: Tensor) -> Runner:
+def _floor(model: ZooModel, warm: list[Tensor] | None, example: Tensor) -> Runner:
     def make(net: nn.Module) -> tuple[Epoch, Callable[[], None]]:
         floor = Floor(net)
         with torch.no_grad():
             model.run(net, example)  # eager: the accumulators exist before any compile
-        run = _maybe_compile(net, compiled)
+        run = _maybe_compile(net, warm)
 
         def epoch(batches: list[Tensor]) -> None:
             for x in batches:
                 model.run(run, x)
 
+        _warm_up(epoch, warm)
         return epoch, floor.close
 
     return make
@@ -618,18 +650,43 @@ def _graph_breaks(model: ZooModel, base: nn.Module, make: Runner, x: Tensor) -> 
     except Exception as exc:
         return {"error": _error(exc)}
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # close() computes metrics never updated here
             model.run(net, x)
+            breaks = torch._dynamo.utils.counters["graph_break"]
+            breaks.clear()
             explained = torch._dynamo.explain(net)(model.first_call(net, x))
-        reasons = sorted({str(getattr(r, "reason", r)).splitlines()[0][:200]
-                          for r in explained.break_reasons})
         return {"graphs": explained.graph_count, "breaks": explained.graph_break_count,
-                "reasons": reasons[:10]}
+                "reasons": {reason.splitlines()[0][:300]: count
+                            for reason, count in breaks.items()}}
     except Exception as exc:
         return {"error": _error(exc)}
     finally:
         with contextlib.suppress(Exception):
             close()
+
+
+class _RecompileLimits(logging.Handler):
+    """Collects the functions for which dynamo hit its recompile limit (and from then on
+    runs them uncompiled), from dynamo's own warning."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.functions: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "hit config." in message and "function:" in message:
+            self.functions.append(message.split("function:")[1].splitlines()[0].strip())
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[_RecompileLimits]:
+        logger = logging.getLogger("torch._dynamo.convert_frame")
+        logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
 
 
 # ------------------------------------------------------------------------------- comparing figures
@@ -684,9 +741,9 @@ def run_model(name: str, model: ZooModel, repeats: int, compile_repeats: int, n_
     if eager:
         outcome = Outcome()
         runners: dict[str, Runner] = {
-            "plain": _plain(model, False),
-            "ours": _ours(model, False, outcome, "ours"),
-            "floor": _floor(model, False, batches[0]),
+            "plain": _plain(model, None),
+            "ours": _ours(model, None, outcome),
+            "floor": _floor(model, None, batches[0]),
         }
         if _have_neurobench():
             runners["neurobench"] = _neurobench(model, outcome)
@@ -704,16 +761,20 @@ def run_model(name: str, model: ZooModel, repeats: int, compile_repeats: int, n_
         torch._dynamo.reset()
         outcome = Outcome()
         runners = {
-            "plain": _plain(model, True),
-            "ours": _ours(model, True, outcome, "ours"),
-            "floor": _floor(model, True, batches[0]),
+            "plain": _plain(model, batches),
+            "ours": _ours(model, batches, outcome),
+            "floor": _floor(model, batches, batches[0]),
         }
         twins = {key: _as_twin(key, make) for key, make in runners.items()}
         compile_start = time.perf_counter()
-        seconds = _time_group(base, twins, batches, compile_repeats, outcome)
+        torch._dynamo.utils.counters.clear()
+        with _RecompileLimits().watching() as limits:
+            seconds = _time_group(base, twins, batches, compile_repeats, outcome)
         group: dict[str, Any] = {
             "seconds": seconds,
             "wall_s": time.perf_counter() - compile_start,
+            "graphs_compiled": torch._dynamo.utils.counters["stats"]["unique_graphs"],
+            "recompile_limit_hit": limits.functions,
             "ours_vs_plain": _ratio(seconds["ours"], seconds["plain"]),
             "floor_vs_plain": _ratio(seconds["floor"], seconds["plain"]),
             "ours_vs_floor": _ratio(seconds["ours"], seconds["floor"]),
@@ -722,13 +783,14 @@ def run_model(name: str, model: ZooModel, repeats: int, compile_repeats: int, n_
         if eager:
             group["speedup_plain"] = _ratio(entry["eager"]["seconds"]["plain"], seconds["plain"])
             eager_figures = entry["eager"]["figures"].get("ours")
-            compiled_figures = outcome.figures.get("ours")
-            if eager_figures is not None and compiled_figures is not None:
-                group["mismatches"] = _mismatches(eager_figures, compiled_figures)
+            for epoch_key in ("ours_first", "ours"):  # the compiling epoch, the last one
+                compiled_figures = outcome.figures.get(epoch_key)
+                if eager_figures is not None and compiled_figures is not None:
+                    group.setdefault("mismatches", {})[epoch_key] = _mismatches(
+                        eager_figures, compiled_figures)
         group["graph_breaks"] = {
-            "ours": _graph_breaks(model, base, _ours(model, False, Outcome(), "ours"),
-                                  batches[0]),
-            "floor": _graph_breaks(model, base, _floor(model, False, batches[0]), batches[0]),
+            "ours": _graph_breaks(model, base, _ours(model, None, Outcome()), batches[0]),
+            "floor": _graph_breaks(model, base, _floor(model, None, batches[0]), batches[0]),
         }
         entry["compiled"] = group
         torch._dynamo.reset()
@@ -755,8 +817,14 @@ def run(names: list[str], repeats: int, compile_repeats: int, n_batches: int, ea
     started = time.perf_counter()
     for name in names:
         print(f"-- {name}", flush=True)
-        results["models"][name] = run_model(name, ZOO[name], repeats, compile_repeats,
-                                            n_batches, eager, compiled)
+        try:
+            entry = run_model(name, ZOO[name], repeats, compile_repeats, n_batches, eager,
+                              compiled)
+        except Exception as exc:  # a missing framework, say: the other models still run
+            traceback.print_exc()
+            entry = {"about": ZOO[name].about, "error": _error(exc)}
+        results["models"][name] = entry
+        print(_row(name, entry), flush=True)
     results["wall_s"] = time.perf_counter() - started
     results["machine"]["load_after"] = _load()
     results["geomean"] = _geomeans(results["models"])
@@ -805,39 +873,51 @@ def _breaks(info: dict[str, Any] | None) -> str:
 def _compiled_state(group: dict[str, Any]) -> str:
     if "ours" in group["errors"]:
         return f"crash: {group['errors']['ours'][:80]}"
-    mismatches = group.get("mismatches")
-    if mismatches is None:
+    found = group.get("mismatches")
+    if found is None:
         return "-"
-    if not mismatches:
-        return "equal"
-    keys = sorted({m.split(":")[0].split(".")[0] for m in mismatches})
-    return f"{len(mismatches)} differ ({', '.join(keys)})"
+    cells = []
+    for epoch_key, label in (("ours_first", "first epoch"), ("ours", "last epoch")):
+        mismatches = found.get(epoch_key)
+        if mismatches is None:
+            continue
+        metrics = sorted({m.split(":")[0].split(".")[0] for m in mismatches})
+        cells.append(f"{label}: " + (f"differ in {', '.join(metrics)}" if metrics else "equal"))
+    return "; ".join(cells) or "-"
+
+
+HEADER = (
+    "| model | plain s | ours / plain | floor / plain | ours / floor | NeuroBench / ours "
+    "| compiled plain s | compiled speed-up | ours / plain | floor / plain | ours / floor "
+    "| graph breaks ours (floor) | compiled figures |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _row(name: str, entry: dict[str, Any]) -> str:
+    """One model's line of the table."""
+    if "error" in entry:
+        return f"| `{name}` | not run: {entry['error'][:100]} |" + " |" * 11
+    eager, comp = entry.get("eager"), entry.get("compiled")
+    cells = [f"`{name}`"]
+    if eager:
+        cells += [_cell(eager["seconds"]["plain"], 3)]
+        cells += [_cell(eager[key]) for key in RATIOS["eager"]]
+    else:
+        cells += ["-"] * 5
+    if comp:
+        breaks = comp["graph_breaks"]
+        cells += [_cell(comp["seconds"]["plain"], 3), _cell(comp.get("speedup_plain"))]
+        cells += [_cell(comp[key]) for key in RATIOS["compiled"]]
+        cells += [f"{_breaks(breaks.get('ours'))} ({_breaks(breaks.get('floor'))})",
+                  _compiled_state(comp)]
+    else:
+        cells += ["-"] * 7
+    return "| " + " | ".join(cells) + " |"
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [
-        "| model | plain s | ours / plain | floor / plain | ours / floor | NeuroBench / ours "
-        "| compiled plain s | compiled speed-up | ours / plain | floor / plain | ours / floor "
-        "| graph breaks ours (floor) | compiled figures |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, entry in results["models"].items():
-        eager, comp = entry.get("eager"), entry.get("compiled")
-        cells = [f"`{name}`"]
-        if eager:
-            cells += [_cell(eager["seconds"]["plain"], 3)] + [
-                _cell(eager[key]) for key in RATIOS["eager"]]
-        else:
-            cells += ["-"] * 5
-        if comp:
-            gb = comp["graph_breaks"]
-            cells += [_cell(comp["seconds"]["plain"], 3), _cell(comp.get("speedup_plain"))]
-            cells += [_cell(comp[key]) for key in RATIOS["compiled"]]
-            cells += [f"{_breaks(gb.get('ours'))} ({_breaks(gb.get('floor'))})",
-                      _compiled_state(comp)]
-        else:
-            cells += ["-"] * 7
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = [HEADER] + [_row(name, entry) for name, entry in results["models"].items()]
     geo = results["geomean"]
     cells = ["geometric mean", ""]
     cells += [_cell(geo.get("eager", {}).get(key)) for key in RATIOS["eager"]]
@@ -858,46 +938,69 @@ def markdown(results: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------- profiling
 
 
-@contextlib.contextmanager
-def _hooked(model: ZooModel) -> Iterator[tuple[nn.Module, list[Any], list[Tensor]]]:
-    torch.manual_seed(0)
-    net = model.build().eval()
-    gen = torch.Generator().manual_seed(1)
-    batches = [poisson_spikes(model.shape, 0.1, gen) for _ in range(2)]
-    metrics = [make(net) for make in METRICS]
-    try:
-        yield net, metrics, batches
-    finally:
-        for metric in metrics:
-            metric.detach()
+def _op_times(run: Callable[[], None]) -> tuple[dict[str, tuple[float, int]], float]:
+    """Self CPU time (µs) and calls of every op in one ``run()``, and the total."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run()
+    ops = {event.key: (event.self_cpu_time_total, event.count) for event in prof.key_averages()}
+    return ops, sum(time_us for time_us, _ in ops.values())
 
 
 def profile(name: str, top: int) -> str:
-    """Where the time of the hooked eager model goes: torch.profiler ops, then cProfile."""
+    """Where the time of the hooked eager model goes.
+
+    torch.profiler over one epoch of the plain twin and of the hooked model: the ops whose
+    self CPU time grew most (profiling adds a fixed cost per op, so small ops look dearer
+    than they are); then cProfile of the hooked epoch, snnmetrics' functions by cumulative
+    time.
+    """
     torch.set_num_threads(1)
     model = ZOO[name]
+    torch.manual_seed(0)
+    hooked = model.build().eval()
+    plain = copy.deepcopy(hooked)
+    gen = torch.Generator().manual_seed(1)
+    batches = [poisson_spikes(model.shape, 0.1, gen) for _ in range(2)]
+    metrics = [make(hooked) for make in METRICS]
 
-    def epoch(net: nn.Module, metrics: list[Any], batches: list[Tensor]) -> None:
+    def plain_epoch() -> None:
         for x in batches:
-            model.run(net, x)
+            model.run(plain, x)
+
+    def hooked_epoch() -> None:
+        for x in batches:
+            model.run(hooked, x)
             for metric in metrics:
                 metric.update(batch_size=model.batch_size)
 
     out = io.StringIO()
-    with torch.no_grad(), _hooked(model) as (net, metrics, batches):
-        epoch(net, metrics, batches)  # warm-up
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            epoch(net, metrics, batches)
-        out.write(f"torch.profiler, {name}, one epoch of {len(batches)} batches, "
-                  "sorted by self CPU time\n")
-        out.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+    with torch.no_grad():
+        plain_epoch()
+        hooked_epoch()  # warm-up
+        plain_ops, plain_total = _op_times(plain_epoch)
+        hooked_ops, hooked_total = _op_times(hooked_epoch)
+        out.write(f"{name}: torch.profiler, one epoch of {len(batches)} batches, self CPU "
+                  f"time: plain {plain_total / 1e3:.1f} ms, hooked {hooked_total / 1e3:.1f} ms "
+                  f"({hooked_total / plain_total:.2f}x)\n")
+        grown = sorted(
+            ((hooked_ops[key][0] - plain_ops.get(key, (0.0, 0))[0], key) for key in hooked_ops),
+            reverse=True,
+        )
+        out.write(f"{'op':<36}{'extra ms':>10}{'share':>8}{'plain calls':>13}"
+                  f"{'hooked calls':>14}\n")
+        extra_total = hooked_total - plain_total
+        for extra, key in grown[:top]:
+            out.write(f"{key[:35]:<36}{extra / 1e3:>10.2f}{extra / extra_total:>8.0%}"
+                      f"{plain_ops.get(key, (0, 0))[1]:>13}{hooked_ops[key][1]:>14}\n")
         profiler = cProfile.Profile()
         profiler.enable()
-        epoch(net, metrics, batches)
+        hooked_epoch()
         profiler.disable()
-        out.write(f"\ncProfile, {name}, one epoch, sorted by internal time\n")
-        stats = pstats.Stats(profiler, stream=out)
-        stats.sort_stats("tottime").print_stats(top)
+    for metric in metrics:
+        metric.detach()
+    out.write("\ncProfile of the hooked epoch: snnmetrics functions by cumulative time\n")
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats("snnmetrics", top)
     return out.getvalue()
 
 
@@ -909,7 +1012,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(ZOO),
                         help=f"comma-separated, from: {', '.join(ZOO)}")
     parser.add_argument("--repeats", type=int, default=15, help="eager repeats")
-    parser.add_argument("--compile-repeats", type=int, default=5)
+    parser.add_argument("--compile-repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--no-eager", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
