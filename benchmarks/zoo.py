@@ -435,8 +435,10 @@ class Outcome:
 
 
 def _error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-    return text[:300]
+    """The exception's type and first two non-empty lines (the second names the cause of
+    a ``BackendCompilerFailed``)."""
+    lines = [line.strip() for line in f"{type(exc).__name__}: {exc}".splitlines()]
+    return " ".join([line for line in lines if line][:2])[:300]
 
 
 def _twin(net: nn.Module, tag: str) -> nn.Module:
