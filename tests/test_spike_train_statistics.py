@@ -538,3 +538,21 @@ def test_ddp_uneven_and_empty_ranks_equal_one_process(ddp2, shards):
     assert_statistics(expected, {name: brute_force(recorder.trains[name]) for name in LAYERS})
     for result in ddp2.run(_ddp_task, shards):
         torch.testing.assert_close(result, expected, equal_nan=True)
+
+
+def test_a_metric_created_mid_window_sees_the_calls_after_it():
+    """Calls of one step are staged in the shared tap: a metric that subscribes while some
+    are staged must not get them, and the first one must get all of them."""
+    net = nn.Sequential(Replay())
+    gen = torch.Generator().manual_seed(90)
+    spikes = (torch.rand(4, 10, 3, generator=gen) < 0.5).float()  # [samples, steps, neurons]
+    first = sm.SpikeTrainStatistics(net)
+    for t in range(6):
+        net(spikes[:, t])
+    second = sm.SpikeTrainStatistics(net)
+    for t in range(6, 10):
+        net(spikes[:, t])
+    first.update()
+    second.update()
+    assert_statistics(first.compute(), {"0": brute_force(list(spikes.numpy()))})
+    assert_statistics(second.compute(), {"0": brute_force(list(spikes[:, 6:].numpy()))})

@@ -73,9 +73,17 @@ class _SinkMetric(HookedMetric):
         self.add_state("nonfinite", zero, dist_reduce_fx="sum", persistent=True)
 
     def _add_sink(self, tap: SpikeTap | StepOpsTap, sink: S) -> S:
+        if isinstance(tap, SpikeTap):
+            tap.drain()  # the calls staged so far belong to the other sinks
         tap.sinks.append(sink)  # type: ignore[arg-type]
         self._sinks.append((tap, sink))
         return sink
+
+    def _drain(self) -> None:
+        """Bring every sink up to the last call (see :class:`SpikeTap`)."""
+        for tap, _ in self._sinks:
+            if isinstance(tap, SpikeTap):
+                tap.drain()
 
     def detach(self) -> None:
         for tap, sink in self._sinks:
@@ -178,6 +186,7 @@ class SpikeTrainStatistics(LazyShapes, _SinkMetric):
         self._subscribe(taps)
 
     def _fold(self) -> None:
+        self._drain()
         device = self.trains.device
         samples = []
         for i, sink in enumerate(self._trains):
@@ -203,6 +212,7 @@ class SpikeTrainStatistics(LazyShapes, _SinkMetric):
         add_per_layer(self.trains, samples)
 
     def _skip(self) -> None:
+        self._drain()
         for sink in self._trains:
             sink.clear()
 
@@ -369,6 +379,7 @@ class ActivityProfile(_SinkMetric):
         return (self.max_steps,)
 
     def _fold(self) -> None:
+        self._drain()
         self._layout.settle()
         self._layout.clear()
         device = self.spikes.device
@@ -377,18 +388,19 @@ class ActivityProfile(_SinkMetric):
             window = rate_sink.take()
             if window is not None:
                 spikes, seen, nan = window
-                self.spikes[i] += spikes.to(device)
-                observations[i] += torch.tensor(seen, dtype=torch.int64)
+                self.spikes[i].add_(spikes.to(device))
+                observations[i].add_(torch.tensor(seen, dtype=torch.int64))
                 self.nonfinite.add_(nan.to(device))
         self.observations.add_(observations.to(device))
         for i, ops_sink in enumerate(self._ops):
             ops = ops_sink.take()
             if ops is not None:
-                self.ops[i] += ops.to(device)
+                self.ops[i].add_(ops.to(device))
         for tap in self._connection_taps:
             tap.mark_read()
 
     def _skip(self) -> None:
+        self._drain()
         self._layout.clear()
         for _, sink in self._sinks:
             sink.clear()

@@ -11,7 +11,10 @@ the subscriber's current window only, in buffers bounded by the batch (spike tra
 * :class:`SpikeTap` (on a neuron) reads each call's spikes as ``[steps, samples,
   *neurons]`` nonzero flags; a :class:`TrainSink` keeps each sample's spike count and last
   spike step, and sums the inter-spike intervals per neuron; a :class:`RateSink` sums the
-  spikes of each step of the window.
+  spikes of each step of the window. The spikes of calls that run one step are staged (a
+  copy into a bounded buffer) and read as blocks of steps, a few ops per block instead of
+  a dozen per call; a sink notes every call when it happens, so that a window too long or
+  of other samples fails at its call.
 * :class:`StepOpsTap` (on a connection layer) counts each call's effective synaptic
   operations (nonzero input element x nonzero weight pairs, the count of
   :class:`~snnmetrics.SynapticOperations`) per row of its input; an :class:`OpsSink` sums
@@ -134,11 +137,24 @@ def _check_room(name: str, done: int, steps: int, max_steps: int) -> None:
 # ------------------------------------------------------------------------------- neurons
 
 
+# the calls of a neuron with one step per call are staged, their spikes copied into one
+# buffer of at most this many elements and steps, and read as a block
+STAGED_ELEMENTS = 2**18
+MAX_STAGED_STEPS = 32
+
+
 class SpikeSink(Protocol):
-    def absorb(self, fired: Tensor, nan: Tensor | None, time_major: bool) -> None:
-        """Take one call's nonzero flags ``[steps, samples, *neurons]`` (bool, shared:
-        read-only), its NaN readings (``None`` for non-floating spikes), and its row
-        order."""
+    def check(self, steps: int, samples: int, neurons: torch.Size) -> None:
+        """Raise if a call of ``steps`` steps of ``samples`` samples of ``neurons`` cannot
+        join the window (before any sink notes the call)."""
+
+    def note(self, steps: int, samples: int, neurons: torch.Size, time_major: bool) -> None:
+        """Count a call in the window, at the call (host bookkeeping only)."""
+
+    def absorb(self, fired: Tensor) -> None:
+        """Take the next noted steps: ``[steps, samples, *neurons]``, floating, 1 where
+        the output is nonzero, 0 where it is zero, NaN where it is NaN (shared:
+        read-only)."""
 
     def clear(self) -> None:
         """Forget the current window."""
@@ -148,15 +164,21 @@ class SpikeTap(Tap):
     """Reads every call of a neuron as nonzero flags ``[steps, samples, *neurons]`` and
     feeds them to its sinks.
 
-    A nonzero output is a spike (NaN too; NaN readings are counted apart, for the
-    subscribers to refuse them). The call's batch size for the window is its samples: the
-    rows over the steps the rule reports.
+    A nonzero output is a spike; a NaN reading stays NaN, for the subscribers to refuse
+    it. The call's batch size for the window is its samples: the
+    rows over the steps the rule reports. A sink notes each call when it happens; the
+    spikes of calls of one step are staged (copied into a bounded buffer) and reach the
+    sinks as a block of steps when the buffer is full, when a call of another layout or of
+    several steps comes, or when a subscriber reads or changes its sinks (:meth:`drain`).
     """
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__(module)
         self.rule = require_neuron_rule(module)
         self.sinks: list[SpikeSink] = []
+        self._buffer: Tensor | None = None  # [slots, samples, *neurons]
+        self._staged = 0
+        self._layout: tuple[torch.Size, torch.dtype, torch.device] | None = None
         self._add_hook(module.register_forward_hook, self._hook)
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -180,16 +202,69 @@ class SpikeTap(Tap):
         self._note_call(samples)
         if rows == 0 or not self.sinks:
             return
-        fired = spikes != 0
-        nan = torch.isnan(spikes).sum() if spikes.is_floating_point() else None
         time_major = True if steps == 1 else _time_major(module, steps)
         neurons = spikes.shape[1:]
-        if time_major:
-            fired = fired.reshape(steps, samples, *neurons)
-        else:
-            fired = fired.reshape(samples, steps, *neurons).transpose(0, 1)
         for sink in self.sinks:
-            sink.absorb(fired, nan, time_major)
+            sink.check(steps, samples, neurons)
+        for sink in self.sinks:
+            sink.note(steps, samples, neurons, time_major)
+        if steps == 1:
+            self._stage(spikes)
+            return
+        self.drain()
+        if time_major:
+            self._feed(spikes.reshape(steps, samples, *neurons))
+        else:
+            self._feed(spikes.reshape(samples, steps, *neurons).transpose(0, 1))
+
+    def _stage(self, spikes: Tensor) -> None:
+        layout = (spikes.shape, spikes.dtype, spikes.device)
+        if layout != self._layout:
+            self.drain()
+            slots = min(MAX_STAGED_STEPS, STAGED_ELEMENTS // max(spikes.numel(), 1))
+            self._buffer = None
+            if slots:
+                with torch.inference_mode(False):  # a normal tensor even in inference mode
+                    self._buffer = torch.empty(
+                        (slots, *spikes.shape), dtype=spikes.dtype, device=spikes.device
+                    )
+            self._layout = layout
+        elif self._buffer is not None and self._staged == self._buffer.shape[0]:
+            self.drain()
+        if self._buffer is None:  # too large to stage: read at once
+            self._feed(spikes.unsqueeze(0))
+            return
+        self._buffer[self._staged].copy_(spikes)  # values: later edits are not seen
+        self._staged += 1
+
+    def drain(self) -> None:
+        """Feed the staged calls to the sinks. Run it before a sink is read, cleared or
+        added, so that every sink's window holds exactly the calls it noted."""
+        if not self._staged:
+            return
+        assert self._buffer is not None
+        block, self._staged = self._buffer[: self._staged], 0
+        self._feed(block)
+
+    def _feed(self, block: Tensor) -> None:
+        # arithmetic only: x != 0 is several times slower on the CPU, and drops NaN
+        dtype = torch.float64 if block.dtype == torch.float64 else torch.float32
+        fired = block.to(dtype, copy=True).abs_().clamp_(max=1).ceil_()
+        for sink in self.sinks:
+            sink.absorb(fired)
+
+
+def _running_max(x: Tensor) -> Tensor:
+    """Each row of ``x`` (in place) as the maximum of it and the rows before it, in
+    log2(rows) elementwise steps (``cummax`` along dim 0 scans far slower on the CPU)."""
+    shift = 1
+    while shift < x.shape[0]:
+        x[shift:] = torch.maximum(x[shift:], x[:-shift])
+        shift *= 2
+    return x
+
+
+_FLOAT32_EXACT = 2**24  # float32 holds every integer up to this
 
 
 class TrainWindow(NamedTuple):
@@ -197,8 +272,8 @@ class TrainWindow(NamedTuple):
 
     ``sums`` is int64 ``[5, *neurons]``: per neuron the sum over samples of the spike
     count and of its square, then the sum of the inter-spike intervals (in steps), of
-    their squares, and their number. ``samples`` counts the spike trains; ``nan`` the NaN
-    readings (a 0-d tensor).
+    their squares, and their number. ``samples`` counts the spike trains; ``nan`` the
+    samples x neurons with a NaN reading (a 0-d tensor; their figures count as 0).
     """
 
     sums: Tensor
@@ -215,90 +290,90 @@ class TrainSink:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.steps = 0  # steps of the current window
+        self.steps = 0  # steps of the current window, noted at the calls
+        self._absorbed = 0  # of them, those in the buffers
+        self._samples = 0
         self._neurons = torch.Size()
-        self._counts: Tensor | None = None  # int32 [samples, neurons]
-        self._last: Tensor | None = None  # int32 [samples, neurons], -1: no spike yet
-        self._intervals: Tensor | None = None  # int64 [3, neurons]: sum, squares, number
-        self._nan: Tensor | None = None
+        # float64, exact: spikes of each sample and neuron, the step of its last spike
+        # (-1: none yet), and per neuron the sum, squared sum and number of intervals
+        self._counts: Tensor | None = None  # [samples, neurons]
+        self._last: Tensor | None = None  # [samples, neurons]
+        self._intervals: Tensor | None = None  # [3, neurons]
 
-    def absorb(self, fired: Tensor, nan: Tensor | None, time_major: bool) -> None:
-        steps, samples = fired.shape[:2]
-        neurons = fired.shape[2:]
-        width = neurons.numel()
-        if self.steps == 0:
-            self._open(samples, neurons, fired.device)
-        elif self._counts is None or (samples, neurons) != (self._counts.shape[0], self._neurons):
+    def check(self, steps: int, samples: int, neurons: torch.Size) -> None:
+        if self.steps and (samples, neurons) != (self._samples, self._neurons):
             raise ValueError(
                 f"layer {self.name!r} was called with {samples} samples of {tuple(neurons)} "
-                f"neurons after {self._shape()} in the same window: every call between two "
-                "update()s must carry the same samples"
+                f"neurons after {self._samples} samples of {tuple(self._neurons)} neurons in "
+                "the same window: every call between two update()s must carry the same "
+                "samples"
             )
-        assert self._counts is not None and self._last is not None
-        assert self._intervals is not None and self._nan is not None
-        if nan is not None:
-            self._nan += nan
-        flags = fired.reshape(steps, samples * width)
-        last = self._last.view(-1)
-        if steps == 1:
-            now = flags[0]
-            gaps = self.steps - last  # to the last spike (where there is one)
-            valid = now & (last >= 0)
-            last.masked_fill_(now, self.steps)
-        else:
-            position = torch.arange(
-                self.steps, self.steps + steps, dtype=torch.int32, device=fired.device
-            ).unsqueeze(1)
-            marks = torch.where(flags, position, -1)
-            # the last spike at or before each step, the window's earlier calls included
-            latest = torch.cat([last.unsqueeze(0), marks]).cummax(0).values
-            before = latest[:-1]
-            gaps = position - before
-            valid = flags & (before >= 0)
-            last.copy_(latest[-1])
-        gaps = gaps.masked_fill_(~valid, 0).view(-1, width).to(torch.int64)
-        self._intervals[0] += gaps.sum(0)
-        self._intervals[1] += (gaps * gaps).sum(0)
-        self._intervals[2] += valid.view(-1, width).sum(0)
-        self._counts += flags.view(steps, samples, width).sum(0, dtype=torch.int32)
+
+    def note(self, steps: int, samples: int, neurons: torch.Size, time_major: bool) -> None:
+        if self.steps == 0:
+            self._samples, self._neurons = samples, neurons
         self.steps += steps
 
-    def _shape(self) -> str:
-        rows = 0 if self._counts is None else self._counts.shape[0]
-        return f"{rows} samples of {tuple(self._neurons)} neurons"
+    def absorb(self, fired: Tensor) -> None:
+        steps, samples = fired.shape[:2]
+        width = self._neurons.numel()
+        if self._absorbed == 0:
+            self._open(samples, width, fired.device)
+        assert self._counts is not None and self._last is not None
+        assert self._intervals is not None
+        start, end = self._absorbed, self._absorbed + steps
+        # float32 while every sum below is an integer under 2**24 (exact), else float64
+        wide = fired.dtype == torch.float64 or steps * samples * end * end > _FLOAT32_EXACT
+        dtype = torch.float64 if wide else torch.float32
+        flags = fired.reshape(steps, samples * width).to(dtype)
+        after = torch.arange(start + 1, end + 1, dtype=dtype, device=fired.device).unsqueeze(1)
+        # row 0: the step of each train's last spike so far (-1: none); then the step of
+        # each spike (-1 elsewhere). Their running maximum: the last spike up to each row
+        marks = torch.empty((steps + 1, flags.shape[1]), dtype=dtype, device=fired.device)
+        marks[0] = self._last.view(-1)
+        torch.mul(flags, after, out=marks[1:]).sub_(1)
+        latest = _running_max(marks)
+        before = latest[:-1]
+        valid = flags * (before + 1).clamp_(max=1)  # a spike after an earlier one
+        gaps = (after - 1 - before).mul_(valid).view(-1, width)
+        self._intervals[0].add_(gaps.sum(0))
+        self._intervals[1].add_((gaps * gaps).sum(0))
+        self._intervals[2].add_(valid.view(-1, width).sum(0))
+        self._last.view(-1).copy_(latest[-1])
+        self._counts += flags.view(steps, samples, width).sum(0)
+        self._absorbed += steps
 
-    def _open(self, samples: int, neurons: torch.Size, device: torch.device) -> None:
-        width = neurons.numel()
+    def _open(self, samples: int, width: int, device: torch.device) -> None:
         counts = self._counts
         if counts is None or counts.shape != (samples, width) or counts.device != device:
-            self._counts = _zeros((samples, width), torch.int32, device)
-            self._last = _zeros((samples, width), torch.int32, device)
-            self._intervals = _zeros((3, width), torch.int64, device)
-            self._nan = _zeros((), torch.int64, device)
+            self._counts = _zeros((samples, width), torch.float64, device)
+            self._last = _zeros((samples, width), torch.float64, device)
+            self._intervals = _zeros((3, width), torch.float64, device)
         else:
-            assert self._last is not None and self._intervals is not None
-            assert self._nan is not None
+            assert self._intervals is not None
             counts.zero_()
             self._intervals.zero_()
-            self._nan.zero_()
         assert self._last is not None
         self._last.fill_(-1)
-        self._neurons = neurons
 
     def take(self) -> TrainWindow | None:
-        """The current window (``None`` if the layer did not run in it); opens the next."""
+        """The current window (``None`` if the layer did not run in it); opens the next.
+        Drain the tap first."""
         if self.steps == 0:
             return None
+        assert self._absorbed == self.steps, "the tap was not drained"
         assert self._counts is not None and self._intervals is not None
-        assert self._nan is not None
-        self.steps = 0
-        counts = self._counts.to(torch.int64)
-        sums = torch.cat([counts.sum(0, keepdim=True), (counts * counts).sum(0, keepdim=True)])
-        sums = torch.cat([sums, self._intervals]).view(5, *self._neurons)
-        return TrainWindow(sums, counts.shape[0], self._nan.clone())
+        self.steps = self._absorbed = 0
+        nan = torch.isnan(self._counts)
+        counts = self._counts.masked_fill(nan, 0)
+        sums = torch.cat(
+            [counts.sum(0, keepdim=True), (counts * counts).sum(0, keepdim=True), self._intervals]
+        )
+        sums = sums.nan_to_num_(0).to(torch.int64).view(5, *self._neurons)
+        return TrainWindow(sums, counts.shape[0], nan.sum())
 
     def clear(self) -> None:
-        self.steps = 0
+        self.steps = self._absorbed = 0
 
 
 class StepLayout:
@@ -364,49 +439,52 @@ class RateSink:
         self.name = name
         self.max_steps = max_steps
         self.layout = layout
-        self.steps = 0
-        self._spikes: Tensor | None = None  # int64 [max_steps]
+        self.steps = 0  # steps of the current window, noted at the calls
+        self._absorbed = 0  # of them, those in the buffers
+        self._spikes: Tensor | None = None  # float64 [max_steps], NaN after a NaN reading
         self._observations = [0] * max_steps
-        self._nan: Tensor | None = None
 
-    def absorb(self, fired: Tensor, nan: Tensor | None, time_major: bool) -> None:
-        steps = fired.shape[0]
+    def check(self, steps: int, samples: int, neurons: torch.Size) -> None:
         _check_room(self.name, self.steps, steps, self.max_steps)
+
+    def note(self, steps: int, samples: int, neurons: torch.Size, time_major: bool) -> None:
         if self.steps == 0:
-            self._open(fired.device)
-        assert self._spikes is not None and self._nan is not None
-        if nan is not None:
-            self._nan += nan
-        start = self.steps
-        self._spikes[start : start + steps] += fired.reshape(steps, -1).sum(1)
-        per_step = fired[0].numel()
-        for t in range(start, start + steps):
+            self._observations = [0] * self.max_steps
+        per_step = samples * neurons.numel()
+        for t in range(self.steps, self.steps + steps):
             self._observations[t] += per_step
         self.steps += steps
         self.layout.note(steps, time_major)
 
-    def _open(self, device: torch.device) -> None:
-        if self._spikes is None or self._spikes.device != device:
-            self._spikes = _zeros((self.max_steps,), torch.int64, device)
-            self._nan = _zeros((), torch.int64, device)
-        else:
-            assert self._nan is not None
-            self._spikes.zero_()
-            self._nan.zero_()
-        self._observations = [0] * self.max_steps
+    def absorb(self, fired: Tensor) -> None:
+        steps = fired.shape[0]
+        if self._absorbed == 0:
+            if self._spikes is None or self._spikes.device != fired.device:
+                self._spikes = _zeros((self.max_steps,), torch.float64, fired.device)
+            else:
+                self._spikes.zero_()
+        assert self._spikes is not None
+        start = self._absorbed
+        self._spikes[start : start + steps].add_(
+            fired.reshape(steps, -1).sum(1, dtype=torch.float64)
+        )
+        self._absorbed += steps
 
     def take(self) -> tuple[Tensor, list[int], Tensor] | None:
         """``(spikes per step, observations per step, NaN readings)`` of the current
-        window (``None`` if the layer did not run; the sink's buffers, valid until its
-        next call); opens the next."""
+        window (``None`` if the layer did not run), int64 tensors and a list; opens the
+        next. Drain the tap first."""
         if self.steps == 0:
             return None
-        assert self._spikes is not None and self._nan is not None
-        self.steps = 0
-        return self._spikes, self._observations, self._nan
+        assert self._absorbed == self.steps, "the tap was not drained"
+        assert self._spikes is not None
+        self.steps = self._absorbed = 0
+        nan = torch.isnan(self._spikes)
+        spikes = self._spikes.masked_fill(nan, 0).to(torch.int64)
+        return spikes, self._observations, nan.sum()
 
     def clear(self) -> None:
-        self.steps = 0
+        self.steps = self._absorbed = 0
 
 
 # --------------------------------------------------------------------- connection layers
@@ -434,7 +512,7 @@ class OpsSink:
             else:
                 self._ops.zero_()
         assert self._ops is not None
-        self._ops[self.steps : self.steps + steps] += per_step
+        self._ops[self.steps : self.steps + steps].add_(per_step)
         self.steps += steps
 
     def take(self) -> Tensor | None:
@@ -448,9 +526,6 @@ class OpsSink:
 
     def clear(self) -> None:
         self.steps = 0
-
-
-_FLOAT32_EXACT = 2**24
 
 
 class StepOpsTap(Tap):
@@ -505,8 +580,9 @@ class StepOpsTap(Tap):
             return
         features = x.shape[n_rows:]
         fanout = self._effective_fanout(module, features, x)
-        flags = x.to(fanout.dtype, copy=True).abs_().clamp_(max=1).ceil_()  # NaN stays
-        ops = flags.reshape(rows.numel(), -1) @ fanout
+        values = x if x.is_floating_point() else x.to(fanout.dtype)
+        flags = torch.abs(values).clamp_(max=1).ceil_()  # 1 where nonzero, NaN where NaN
+        ops = flags.reshape(rows.numel(), -1).to(fanout.dtype) @ fanout
         for sink in self.sinks:
             sink.absorb(ops, rows)
 
