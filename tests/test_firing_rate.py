@@ -233,7 +233,10 @@ def test_plot_draws_one_box_per_layer_with_means():
     expected = expected_for(x)
     metric = _filled(x)
     fig, ax = metric.plot()
-    assert [label.get_text() for label in ax.get_xticklabels()] == ["1", "4"]
+    types = [type(metric.model.get_submodule(name)).__name__ for name in ("1", "4")]
+    assert [label.get_text() for label in ax.get_xticklabels()] == [
+        f"1\n{types[0]}", f"4\n{types[1]}"
+    ]
     assert len(ax.patches) == 2  # one box per layer
     # meanline=True draws each layer's mean as a horizontal line
     means = sorted(

@@ -8,6 +8,7 @@ from typing import Any
 
 import snntorch as snn
 import torch
+from snntorch import surrogate
 from torch import nn
 
 import snnmetrics as sm
@@ -30,15 +31,38 @@ FACTORIES: dict[str, Callable[[nn.Module], sm.HookedMetric]] = {
 }
 
 
-def build_net() -> nn.Sequential:
-    """Conv1d, Linear (some zero weights), RLeaky, ReLU and Synaptic: every kind of layer."""
+CODE_FACTORIES: dict[str, Callable[[nn.Module], sm.HookedMetric]] = {
+    "num_activations": sm.NumActivations,
+    "basis_set_size": lambda net: sm.BasisSetSize(net, capacity=16),
+    "basis_set_size_increase": lambda net: sm.BasisSetSizeIncrease(net, capacity=16),
+    "basis_average": sm.BasisAverage,
+    "feature_coverage": sm.FeatureCoverage,
+    "match_accuracy": lambda net: sm.MatchAccuracy(net, num_keys=3),
+}
+"""The sparse-code metrics on :func:`build_net` (fold them with :func:`fold`)."""
+
+ALL_FACTORIES = {**FACTORIES, **CODE_FACTORIES}
+
+
+def atan_spike_grad(x: torch.Tensor) -> torch.Tensor:
+    """snnTorch's arctan surrogate as a module-level function: a neuron using it pickles
+    (snnTorch's default is a local function, which does not)."""
+    return surrogate.ATan.apply(x, 2.0)
+
+
+def build_net(picklable: bool = False) -> nn.Sequential:
+    """Conv1d, Linear (some zero weights), RLeaky, ReLU and Synaptic: every kind of layer.
+
+    ``picklable=True`` gives the neurons :func:`atan_spike_grad`, so that the model pickles.
+    """
     torch.manual_seed(3)
+    grad: dict[str, Any] = {"spike_grad": atan_spike_grad} if picklable else {}
     net = nn.Sequential(
-        nn.Conv1d(2, 3, 3, stride=2, padding=1), snn.Leaky(beta=0.8, init_hidden=True),
+        nn.Conv1d(2, 3, 3, stride=2, padding=1), snn.Leaky(beta=0.8, init_hidden=True, **grad),
         nn.Flatten(), nn.Linear(3 * 4, 6),
-        snn.RLeaky(beta=0.7, linear_features=6, init_hidden=True),
+        snn.RLeaky(beta=0.7, linear_features=6, init_hidden=True, **grad),
         nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4),
-        snn.Synaptic(alpha=0.6, beta=0.8, init_hidden=True, reset_mechanism="zero"),
+        snn.Synaptic(alpha=0.6, beta=0.8, init_hidden=True, reset_mechanism="zero", **grad),
     )
     with torch.no_grad():
         net[3].weight[:, ::4] = 0.0
@@ -74,22 +98,43 @@ def make_batch(index: int) -> torch.Tensor:
     return x * 3.0 if index == 3 else x
 
 
-def feed(net: nn.Module, metrics: list[sm.HookedMetric], indices: list[int]) -> None:
-    """Run the batches ``indices`` step by step, updating ``metrics`` after each."""
-    for index in indices:
-        x = make_batch(index)
-        for module in net.modules():
-            if isinstance(module, snn.SpikingNeuron):
-                module.reset_mem()
+def run_batch(net: nn.Module, index: int) -> None:
+    """Run batch ``index`` step by step from fresh neuron states (no metric update)."""
+    x = make_batch(index)
+    for module in net.modules():
+        if isinstance(module, snn.SpikingNeuron):
+            module.reset_mem()
+    with torch.no_grad():
         for t in range(x.shape[1]):
             net(x[:, t])
+
+
+def match_keys(index: int, num_keys: int = 3) -> torch.Tensor:
+    """The key of each sample of batch ``index`` for ``MatchAccuracy``."""
+    return torch.arange(BATCH_SIZES[index]) % num_keys
+
+
+def fold(metric: Any, index: int) -> None:
+    """``metric.update()`` after batch ``index`` (``metric`` may also be a collection or
+    tracker). A ``MatchAccuracy`` gets :func:`match_keys` and stores the codes of its first
+    window since a reset (or its creation), then compares the others with them."""
+    if isinstance(metric, sm.MatchAccuracy):
+        metric.update(match_keys(index, metric.num_keys), store=int(metric.samples) == 0)
+    else:
+        metric.update()
+
+
+def feed(net: nn.Module, metrics: list[Any], indices: list[int]) -> None:
+    """Run the batches ``indices`` step by step, updating ``metrics`` after each."""
+    for index in indices:
+        run_batch(net, index)
         for metric in metrics:
-            metric.update()
+            fold(metric, index)
 
 
 def run_metrics(names: list[str], indices: list[int]) -> dict[str, sm.HookedMetric]:
     net = build_net()
-    metrics = {name: FACTORIES[name](net) for name in names}
+    metrics = {name: ALL_FACTORIES[name](net) for name in names}
     feed(net, list(metrics.values()), indices)
     return metrics
 
@@ -101,12 +146,12 @@ def figures(metric: sm.HookedMetric) -> dict[str, Any]:
 
 
 def assert_equal(got: Any, expected: Any, where: str = "") -> None:
-    """Exact equality of nested dicts of tensors."""
+    """Exact equality of nested dicts of tensors (NaN where the other has NaN)."""
     if isinstance(expected, dict):
         assert set(got) == set(expected), where
         for key in expected:
             assert_equal(got[key], expected[key], f"{where}/{key}")
     elif isinstance(expected, torch.Tensor):
-        torch.testing.assert_close(got, expected, rtol=0, atol=0, msg=where)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True, msg=where)
     else:
         assert got == expected, where

@@ -128,10 +128,6 @@ class SpikeTrainStatistics(LazyShapes, _SinkMetric):
     the same samples. Multi-step neurons (spikingjelly, sinabs, norse) are read step by
     step (see :func:`snnmetrics.tracking.activity.register_step_order`).
 
-    Args:
-        model: the model (a DDP/DataParallel wrapper is unwrapped).
-        layers: names of the spiking neuron layers to watch (default: all).
-
     Example:
         >>> import torch
         >>> from snnmetrics import SpikeTrainStatistics
@@ -162,6 +158,18 @@ class SpikeTrainStatistics(LazyShapes, _SinkMetric):
     def __init__(
         self, model: nn.Module, layers: Sequence[str] | None = None, **kwargs: Any
     ) -> None:
+        """Hook the spiking neurons of ``model`` (or those named in ``layers``).
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            layers: qualified names of the spiking neuron layers to watch (default: all).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ...).
+
+        Raises:
+            ValueError: if ``model`` has no spiking neuron, or ``layers`` names a layer
+                that is not one.
+            TypeError: if ``layers`` is not a sequence of names.
+        """
         super().__init__(model, **kwargs)
         watched = _spiking_layers(self.model, layers, type(self).__name__)
         self.layer_names = [name for name, _ in watched]
@@ -217,7 +225,16 @@ class SpikeTrainStatistics(LazyShapes, _SinkMetric):
             sink.clear()
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
-        self._samples()
+        """The statistics of each layer that ran.
+
+        Returns:
+            per layer name, float64 ``fano_factor`` and ``cv_isi`` (the layer's neuron
+            shape) and ``mean_fano_factor`` and ``mean_cv_isi`` (see the class docstring);
+            layers that never ran are left out.
+
+        Raises:
+            ValueError: if a watched neuron produced NaN spikes.
+        """
         self._check_finite()
         result = {}
         for i, name in enumerate(self.layer_names):
@@ -229,15 +246,21 @@ class SpikeTrainStatistics(LazyShapes, _SinkMetric):
         return result
 
     def plot(
-        self, val: dict[str, dict[str, Tensor]] | None = None, ax: Axes | None = None
+        self,
+        val: dict[str, dict[str, Tensor]] | Sequence[Any] | None = None,
+        ax: Axes | None = None,
     ) -> tuple[Figure, Axes]:
         """Box plots of each layer's Fano factors and CVs over its neurons (NaN left
-        out); ``(fig, ax)``.
+        out), each layer's type under its name; given a list of results (one per epoch,
+        say), the means over the list, as the other metrics draw one. Returns
+        ``(fig, ax)``.
 
         Args:
-            val: a result of :meth:`compute`; computed now if ``None``.
+            val: a result of :meth:`compute` (computed now if ``None``), or a list of them.
             ax: axes to draw into; a new figure is made if ``None``.
         """
+        if isinstance(val, (list, tuple)):
+            return super().plot(val, ax=ax)
         result = self.compute() if val is None else val
         if not result:
             raise ValueError("there is no layer to plot")
@@ -261,7 +284,8 @@ class SpikeTrainStatistics(LazyShapes, _SinkMetric):
             for box in boxes["boxes"]:
                 box.set_facecolor(color)
             boxes["boxes"][0].set_label(key)
-        ax.set_xticks(range(len(names)), names)
+        types = [type(self.model.get_submodule(name)).__name__ for name in names]
+        ax.set_xticks(range(len(names)), [f"{n}\n{t}" for n, t in zip(names, types, strict=True)])
         ax.set_xlabel("layer")
         ax.set_ylabel("per neuron")
         ax.set_title("Fano factor of spike counts and CV of inter-spike intervals")
@@ -296,10 +320,6 @@ class ActivityProfile(_SinkMetric):
     for the other hooked metrics: pass ``update(batch_size=B)`` for a model fed
     ``[T, B, ...]``.
 
-    Args:
-        model: the model (a DDP/DataParallel wrapper is unwrapped).
-        max_steps: the most steps a window may run.
-
     Example:
         >>> import torch, snntorch as snn
         >>> from snnmetrics import ActivityProfile
@@ -323,6 +343,19 @@ class ActivityProfile(_SinkMetric):
     _transient = ("_sinks", "_layout", "_rates", "_ops", "_connection_taps")
 
     def __init__(self, model: nn.Module, max_steps: int, **kwargs: Any) -> None:
+        """Hook the spiking neurons and the connection layers of ``model``.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            max_steps: the most steps a window (the calls between two ``update()``) may run.
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ...).
+
+        Raises:
+            ValueError: if ``max_steps`` is not positive, or ``model`` has neither a
+                spiking neuron nor a connection layer.
+            TypeError: if ``max_steps`` is not an int, or ``model`` holds a full recurrent
+                layer (``nn.RNN``/``LSTM``/``GRU``).
+        """
         if isinstance(max_steps, bool) or not isinstance(max_steps, int):
             raise TypeError(f"max_steps must be a positive int, got {max_steps!r}")
         if max_steps <= 0:
@@ -408,6 +441,17 @@ class ActivityProfile(_SinkMetric):
             tap.mark_read()
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
+        """The profile of each layer, in model order.
+
+        Returns:
+            per layer name, ``rate`` (spiking neuron layers) and/or ``synops`` (connection
+            layers), float64 ``[max_steps]`` (see the class docstring; NaN before any
+            update).
+
+        Raises:
+            ValueError: if a watched neuron produced NaN spikes or a connection layer NaN
+                inputs.
+        """
         samples = self._samples()
         self._check_finite()
         if not bool(torch.isfinite(self.ops).all()):
@@ -422,16 +466,24 @@ class ActivityProfile(_SinkMetric):
         return result
 
     def plot(
-        self, val: dict[str, dict[str, Tensor]] | None = None, ax: Axes | None = None
+        self,
+        val: dict[str, dict[str, Tensor]] | Sequence[Any] | None = None,
+        ax: Axes | None = None,
     ) -> tuple[Figure, Axes]:
         """Each neuron layer's rate (solid, left axis) and each connection layer's
         synaptic operations per sample (dashed, right axis) over the steps that a window
-        reached; ``(fig, ax)``.
+        reached, labelled with the layers' names and types; ``(fig, ax)``.
 
         Args:
-            val: a result of :meth:`compute`; computed now if ``None``.
+            val: a result of :meth:`compute`; computed now if ``None``. A profile is
+                drawn one result at a time (a list raises a ``ValueError``).
             ax: axes to draw into; a new figure is made if ``None``.
         """
+        if val is not None and not isinstance(val, dict):
+            raise ValueError(
+                "ActivityProfile plots one result at a time: its figures are already over "
+                "steps; plot each result of the list"
+            )
         result = self.compute() if val is None else val
         rates = {name: r["rate"].detach().cpu() for name, r in result.items() if "rate" in r}
         costs = {name: r["synops"].detach().cpu() for name, r in result.items() if "synops" in r}
@@ -446,17 +498,18 @@ class ActivityProfile(_SinkMetric):
             fig, ax = _pyplot().subplots(figsize=(8.0, 4.5))
         else:
             fig = ax.get_figure()
+        kind = {name: type(self.model.get_submodule(name)).__name__ for name in result}
         for name, rate in rates.items():
-            ax.plot(steps, rate[: len(steps)].numpy(), marker="o", label=f"{name} rate")
+            label = f"{name} ({kind[name]}) rate"
+            ax.plot(steps, rate[: len(steps)].numpy(), marker="o", label=label)
         ax.set_xlabel("step")
         ax.set_ylabel("fraction of neurons firing")
         handles, labels = ax.get_legend_handles_labels()
         if costs:
             cost_ax = ax.twinx() if rates else ax
             for name, cost in costs.items():
-                cost_ax.plot(
-                    steps, cost[: len(steps)].numpy(), linestyle="--", label=f"{name} synops"
-                )
+                label = f"{name} ({kind[name]}) synops"
+                cost_ax.plot(steps, cost[: len(steps)].numpy(), linestyle="--", label=label)
             cost_ax.set_ylabel("synaptic operations per sample")
             if cost_ax is not ax:
                 more_handles, more_labels = cost_ax.get_legend_handles_labels()

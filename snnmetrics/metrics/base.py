@@ -7,14 +7,19 @@ import hashlib
 import numbers
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.utilities.exceptions import TorchMetricsUserError
 
+from snnmetrics.plot import plot_result
 from snnmetrics.tracking.hub import Tap, Window, release
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["HookedMetric", "add_per_layer", "check_batch_size", "read_taps", "unwrap_model"]
 
@@ -108,11 +113,19 @@ class HookedMetric(Metric):
     higher_is_better: bool | None = None
     samples: Tensor
     watch_id: Tensor
+    layer_names: list[str]
     _watched: nn.Module
     # attributes bound to taps, rebuilt by _attach() when a metric is unpickled
     _transient: tuple[str, ...] = ()
+    _unit = ""  # of the figures, for plots
 
     def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        """Watch ``model`` (subclasses hook it in ``_attach``).
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+        """
         super().__init__(**kwargs)
         # plain attribute, not a submodule (see class docstring)
         object.__setattr__(self, "_watched", unwrap_model(model))
@@ -273,6 +286,29 @@ class HookedMetric(Metric):
             should_sync=self._to_sync,
             should_unsync=self._should_unsync,
         )
+
+    def plot(self, val: Any = None, ax: Axes | None = None) -> tuple[Figure, Axes]:
+        """Draw the figures, with each layer's type under its name (needs matplotlib).
+
+        Args:
+            val: ``None`` for per-layer bars of the figures now; a result of
+                ``compute()`` or ``compute_per_layer()`` for its bars; a list of results
+                (one per epoch, say) for one line per figure over the list.
+            ax: axes to draw into; a new figure is made if ``None``.
+
+        Returns:
+            ``(fig, ax)``, as torchmetrics' ``Metric.plot``.
+        """
+        if val is None:
+            per_layer = getattr(self, "compute_per_layer", None)
+            val = per_layer() if per_layer is not None else self.compute()
+        return plot_result(
+            val, ax=ax, layer_types=self.layer_types(), title=type(self).__name__, ylabel=self._unit
+        )
+
+    def layer_types(self) -> dict[str, str]:
+        """The type name of each watched layer, by layer name (``{"0": "Linear"}``)."""
+        return {name: type(self.model.get_submodule(name)).__name__ for name in self.layer_names}
 
     def detach(self) -> None:
         """Remove this metric's hooks (a hook shared with other metrics stays for them)."""

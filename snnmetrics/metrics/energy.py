@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,10 @@ from snnmetrics.metrics.neuron import (
 )
 from snnmetrics.metrics.synaptic import ConnectionLayers, check_finite_synops
 from snnmetrics.neurons import Costs, find_neurons
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["Energy"]
 
@@ -82,6 +86,7 @@ class Energy(HookedMetric):
     """
 
     higher_is_better = False
+    _unit = "J per sample"
     effective_acs: Tensor
     effective_macs: Tensor
     dense: Tensor
@@ -99,6 +104,19 @@ class Energy(HookedMetric):
         steps_per_inference: int = 1,
         **kwargs: Any,
     ) -> None:
+        """Hook every connection layer and spiking neuron of ``model``.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            table: the cost table, a :class:`~snnmetrics.energy.EnergyTable` or a
+                registered name (see ``snnmetrics.energy.energy_tables()``).
+            memory: a :class:`~snnmetrics.energy.MemoryModel` to add memory-access energy.
+            costs: operations per membrane update by neuron type, as in
+                :class:`~snnmetrics.NeuronOperations`.
+            steps_per_inference: SNN steps that one ANN inference stands for, in the ANN
+                comparison.
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+        """
         # check everything that can fail before any hook is added
         self._table = energy_table(table)
         self._memory = check_memory(memory)
@@ -176,6 +194,13 @@ class Energy(HookedMetric):
         self._neurons.skip()
 
     def compute(self) -> dict[str, Tensor]:
+        """Estimated energy per sample.
+
+        Returns:
+            float64 tensors in joules per sample: ``total``, ``synaptic``, ``neuron`` (and
+            the ``memory`` terms with a memory model), ``ann`` with ``ann_macs``, and the
+            ratios ``ann_ratio`` and ``spikes_per_synapse``; NaN before any update.
+        """
         counts = self._counts()
         return self._energy({key: value.sum() for key, value in counts.items()})
 
@@ -199,6 +224,17 @@ class Energy(HookedMetric):
                     layer = {key: value + result[name][key] for key, value in layer.items()}
                 result[name] = layer
         return result
+
+    def plot(self, val: Any = None, ax: Axes | None = None) -> tuple[Figure, Axes]:
+        """Per-layer bars of the joules per sample (``val=None``), bars of a result, or one
+        line per figure over a list of results; ``(fig, ax)``. See
+        :meth:`HookedMetric.plot <snnmetrics.HookedMetric.plot>`."""
+        if val is None:  # joules only: leave out the ANN's operation count
+            val = {
+                name: {key: value for key, value in figures.items() if key != "ann_macs"}
+                for name, figures in self.compute_per_layer().items()
+            }
+        return super().plot(val, ax=ax)
 
     def _counts(self) -> dict[str, Tensor]:
         """Each layer's counts over all samples (float64), after checking they are defined."""

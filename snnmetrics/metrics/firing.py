@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -58,6 +58,16 @@ class FiringRate(LazyShapes, NeuronMetric):
     def __init__(
         self, model: nn.Module, bins: int | Sequence[float] | Tensor = 20, **kwargs: Any
     ) -> None:
+        """Hook every spiking neuron of ``model``.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            bins: the histogram's bins: a number of equal bins on [0, 1], or their edges.
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+
+        Raises:
+            ValueError: if ``model`` has no spiking neuron or ``bins`` is invalid.
+        """
         edges = bin_edges(bins)
         super().__init__(model, **kwargs)
         self.bin_edges = edges
@@ -86,6 +96,13 @@ class FiringRate(LazyShapes, NeuronMetric):
             state += spikes.to(torch.int64)
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
+        """Firing-rate statistics of each layer that ran.
+
+        Returns:
+            per layer name a dict of ``rates`` (each neuron's, float64, the neuron shape),
+            ``mean``, ``std``, ``min``, ``max``, ``median``, ``q1``, ``q3``, ``histogram``
+            and ``bin_edges`` (empty before any update).
+        """
         self._check_finite()
         result = {}
         for i, name in enumerate(self.layer_names):
@@ -95,12 +112,20 @@ class FiringRate(LazyShapes, NeuronMetric):
         return result
 
     def plot(
-        self, val: dict[str, dict[str, Tensor]] | None = None, ax: Axes | None = None
+        self,
+        val: dict[str, dict[str, Tensor]] | Sequence[Any] | None = None,
+        ax: Axes | None = None,
     ) -> tuple[Figure, Axes]:
-        """Box plot of each layer's rates over its neurons (means shown); ``(fig, ax)``.
+        """Box plot of each layer's rates over its neurons (means shown), with each layer's
+        type under its name; given a list of results (one per epoch, say), one line per
+        layer statistic over the list. Returns ``(fig, ax)``.
 
         Args:
-            val: a result of :meth:`compute`; computed now if ``None``.
+            val: a result of :meth:`compute` (computed now if ``None``), or a list of them.
             ax: axes to draw into; a new figure is made if ``None``.
         """
-        return plot_firing_rates(self.compute() if val is None else val, ax=ax)
+        if val is None:
+            val = self.compute()
+        if isinstance(val, Mapping):
+            return plot_firing_rates(val, ax=ax, layer_types=self.layer_types())
+        return super().plot(val, ax=ax)

@@ -133,6 +133,15 @@ class NeuronMetric(HookedMetric):
     nonfinite: Tensor
 
     def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        """Hook the neurons of ``model`` that this metric watches.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+
+        Raises:
+            ValueError: if ``model`` has no such neuron.
+        """
         super().__init__(model, **kwargs)
         self._attach()
         self._add_count("nonfinite", ())
@@ -184,10 +193,21 @@ class _MembraneMetric(NeuronMetric):
     """Membrane updates per layer: every neuron at a window's first step, then changed ones."""
 
     higher_is_better = False  # fewer updates cost less
+    _unit = "per sample"
     updates: Tensor
     neuron_steps: Tensor
 
     def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        """Hook every spiking neuron of ``model``, membrane included.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+
+        Raises:
+            ValueError: if ``model`` has no spiking neuron.
+            TypeError: if a spiking neuron has no membrane readers.
+        """
         super().__init__(model, **kwargs)
         self._add_count("updates", (len(self.layer_names),))
         self._add_count("neuron_steps", (len(self.layer_names),))
@@ -229,6 +249,11 @@ class MembraneUpdates(_MembraneMetric):
     """
 
     def compute(self) -> Tensor:
+        """Membrane updates per sample, summed over layers and timesteps.
+
+        Returns:
+            a float64 tensor (NaN before any update).
+        """
         self._check_finite()
         return membrane_updates(self.updates, self._samples())
 
@@ -272,6 +297,18 @@ class NeuronOperations(_MembraneMetric):
     """
 
     def __init__(self, model: nn.Module, costs: Costs | None = None, **kwargs: Any) -> None:
+        """Hook every spiking neuron of ``model``, membrane included.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            costs: operations per membrane update by neuron type (class or name): a
+                number, or a dict reset mechanism -> number; overrides the registered
+                costs.
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+
+        Raises:
+            ValueError: if a neuron's cost is unknown, or ``model`` has no spiking neuron.
+        """
         # resolve every cost first: an unknown one must fail before any hook is added
         known = operation_costs(unwrap_model(model), costs)
         super().__init__(model, **kwargs)
@@ -282,6 +319,12 @@ class NeuronOperations(_MembraneMetric):
         return torch.tensor(costs, dtype=torch.float64, device=self.updates.device)
 
     def compute(self) -> dict[str, Tensor]:
+        """Neuron operations per sample, summed over layers and timesteps.
+
+        Returns:
+            float64 tensors ``effective`` (membrane updates x cost) and ``dense`` (every
+            neuron at every step x cost); NaN before any update.
+        """
         self._check_finite()
         samples = self._samples()
         return neuron_operations(self.updates, self.neuron_steps, self._cost_vector(), samples)
@@ -323,10 +366,21 @@ class ActivationSparsity(NeuronMetric):
 
     _what = "activation (neuron, nn.ReLU, nn.Sigmoid)"
     higher_is_better = True  # sparser activity costs less
+    _unit = "fraction of zero activations"
     zeros: Tensor
     elements: Tensor
 
     def __init__(self, model: nn.Module, by_layer: bool = False, **kwargs: Any) -> None:
+        """Hook every activation of ``model``: spiking neurons, ``nn.ReLU``, ``nn.Sigmoid``.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            by_layer: ``compute()`` gives the per-layer dict of :meth:`compute_per_layer`.
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+
+        Raises:
+            ValueError: if ``model`` has no activation.
+        """
         super().__init__(model, **kwargs)
         self.by_layer = bool(by_layer)
         self._add_count("zeros", (len(self.layer_names),))
@@ -342,9 +396,25 @@ class ActivationSparsity(NeuronMetric):
         self.zeros.sub_(reading.counts[:, 0].to(torch.int64))
 
     def compute(self) -> Tensor | dict[str, Tensor]:
+        """The fraction of zero activations over the watched layers.
+
+        Returns:
+            a float64 tensor in [0, 1] (NaN before any update), or with ``by_layer=True``
+            the dict of :meth:`compute_per_layer`.
+        """
+        if self.by_layer:
+            return self._per_layer()
         self._check_finite()
-        if not self.by_layer:
-            return activation_sparsity(self.zeros, self.elements)
+        return activation_sparsity(self.zeros, self.elements)
+
+    def compute_per_layer(self) -> dict[str, Tensor]:
+        """Each layer's fraction of zero activations, by layer name (synced across ranks;
+        layers that never ran are left out)."""
+        with self._synced():
+            return self._per_layer()
+
+    def _per_layer(self) -> dict[str, Tensor]:
+        self._check_finite()
         return {
             name: activation_sparsity(self.zeros[i], self.elements[i])
             for i, name in enumerate(self.layer_names)

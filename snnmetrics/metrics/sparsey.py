@@ -8,7 +8,7 @@ of the layer's output, i.e. of one sample at one step. Results are per layer nam
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -25,8 +25,13 @@ from snnmetrics.functional.sparsey import (
 from snnmetrics.metrics.base import HookedMetric
 from snnmetrics.metrics.lazy import LazyShapes
 from snnmetrics.neurons import find_neurons
+from snnmetrics.plot import plot_fields
 from snnmetrics.tracking.code import CodeSink, CodeTap, CodeTotals, InputTap
 from snnmetrics.tracking.hub import Tap, acquire
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "BasisAverage",
@@ -101,6 +106,16 @@ class CodeMetric(LazyShapes, HookedMetric):
     nonfinite: Tensor
 
     def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, **kwargs: Any):
+        """Hook the neuron layers to watch.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            layers: names of the neuron layers to watch (default: every spiking neuron).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+
+        Raises:
+            ValueError: if a name in ``layers`` is not a neuron layer, or there is none.
+        """
         super().__init__(model, **kwargs)
         self._layers = None if layers is None else layers
         self._lazy = []
@@ -233,6 +248,12 @@ class NumActivations(CodeMetric):
             )
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
+        """Active units per code of each layer that ran.
+
+        Returns:
+            per layer name a dict of ``per_sample``, ``per_step``, ``std``, ``min``, ``max``
+            and ``histogram`` (empty before any update).
+        """
         samples = self._samples()
         self._check_finite()
         result = {}
@@ -284,6 +305,15 @@ class BasisSetSize(CodeMetric):
         layers: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        """Hook the neuron layers to watch.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            capacity: distinct code hashes kept per layer (exact below it, a KMV sketch
+                beyond).
+            layers: names of the neuron layers to watch (default: every spiking neuron).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+        """
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise TypeError(f"capacity must be an int >= 3, got {capacity!r}")
         if capacity < 3:
@@ -314,6 +344,11 @@ class BasisSetSize(CodeMetric):
         return {name: sizes[i] for i, name in enumerate(self.layer_names) if int(self.codes[i])}
 
     def compute(self) -> dict[str, Tensor]:
+        """Distinct codes of each layer that ran.
+
+        Returns:
+            per layer name a float64 size (empty before any update).
+        """
         return self._sizes()
 
     def exact(self) -> dict[str, bool]:
@@ -360,6 +395,11 @@ class BasisSetSizeIncrease(BasisSetSize):
         self.add_state("previous", zeros, dist_reduce_fx="max", persistent=True)
 
     def compute(self) -> dict[str, Tensor]:
+        """Distinct codes of each layer new since the previous ``compute()``.
+
+        Returns:
+            per layer name a float64 count (empty before any update).
+        """
         sizes = self._sizes()
         result = {}
         previous = self.previous.clone()
@@ -396,6 +436,15 @@ class _FieldMetric(CodeMetric):
         sources: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
+        """Hook the neuron layers to watch and the layers feeding them.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            layers: names of the neuron layers to watch (default: every spiking neuron).
+            sources: neuron layer name -> the name of the connection layer whose outputs
+                it receives (default: the nearest connection layer before it).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+        """
         if sources is not None and (
             not isinstance(sources, Mapping)
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in sources.items())
@@ -481,12 +530,32 @@ class BasisAverage(_FieldMetric):
             getattr(self, f"counts_{i}").add_(counts.to(self.nonfinite.device))
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
+        """The spike-triggered average input of each watched layer.
+
+        Returns:
+            per layer name a dict of ``average`` (shaped like the feeding layer's weight;
+            NaN where no unit of a weight tap was ever active), ``sums`` and ``counts``.
+        """
         self._check_finite()
         result = {}
         for i, name in enumerate(self.layer_names):
             sums, counts = getattr(self, f"sums_{i}"), getattr(self, f"counts_{i}")
             result[name] = {"average": sums / counts, "sums": sums, "counts": counts}
         return result
+
+    def plot(self, val: Any = None, ax: Axes | None = None) -> tuple[Figure, Axes]:
+        """One image per layer of its average input per weight tap (rows: units, columns:
+        the rest of the weight); ``(fig, ax)`` with ``ax`` the first layer's axes.
+
+        Args:
+            val: a result of :meth:`compute`; computed now if ``None``.
+            ax: axes for the first layer; a new figure is made if ``None``.
+        """
+        if isinstance(val, (list, tuple)):
+            raise ValueError("BasisAverage results are maps per weight: plot one result at a time")
+        result = self.compute() if val is None else val
+        averages = {name: figures["average"] for name, figures in result.items()}
+        return plot_fields(averages, ax=ax, layer_types=self.layer_types())
 
 
 class FeatureCoverage(_FieldMetric):
@@ -532,6 +601,11 @@ class FeatureCoverage(_FieldMetric):
         self.elements[i] += counts[2].to(self.elements.device)
 
     def compute(self) -> dict[str, Tensor]:
+        """The covered fraction of input elements of each layer that ran.
+
+        Returns:
+            per layer name a float64 fraction (empty before any update).
+        """
         self._check_finite()
         return {
             name: self.covered[i] / self.elements[i]
@@ -588,6 +662,14 @@ class MatchAccuracy(CodeMetric):
         layers: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        """Hook the neuron layers to watch.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            num_keys: the number of keys (inputs or labels) codes are stored for.
+            layers: names of the neuron layers to watch (default: every spiking neuron).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+        """
         if isinstance(num_keys, bool) or not isinstance(num_keys, int):
             raise TypeError(f"num_keys must be a positive int, got {num_keys!r}")
         if num_keys <= 0:
@@ -650,6 +732,15 @@ class MatchAccuracy(CodeMetric):
         getattr(self, f"{kind}_count")[i].index_add_(0, keys, torch.ones_like(keys))
 
     def compute(self) -> dict[str, Tensor]:
+        """How closely selected codes match the stored code of their key.
+
+        Returns:
+            per layer name a float64 accuracy, ``1 - mean normalised Hamming distance``
+            (empty before any update).
+
+        Raises:
+            ValueError: if updates were made but no code was compared.
+        """
         self._check_finite()
         result = {}
         for i, name in enumerate(self.layer_names):

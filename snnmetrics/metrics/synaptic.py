@@ -73,12 +73,25 @@ class SynapticOperations(HookedMetric):
     """
 
     higher_is_better = False  # fewer operations cost less
+    _unit = "operations per sample"
     effective_acs: Tensor
     effective_macs: Tensor
     dense: Tensor
     _transient = ("_connections",)
 
     def __init__(self, model: nn.Module, skip_zero_weights: bool = True, **kwargs: Any) -> None:
+        """Hook every connection layer of ``model``.
+
+        Args:
+            model: the network to watch (the inner module of a DDP/DataParallel wrapper).
+            skip_zero_weights: count only synapses with a nonzero weight (NeuroBench's
+                convention); ``False`` counts every structural connection, zero weights
+                too (the sinabs / spikingjelly convention).
+            **kwargs: torchmetrics ``Metric`` options (``sync_on_compute``, ``process_group``, ...).
+
+        Raises:
+            ValueError: if ``model`` has no connection layer.
+        """
         super().__init__(model, **kwargs)
         self.skip_zero_weights = bool(skip_zero_weights)
         self._attach()
@@ -106,6 +119,12 @@ class SynapticOperations(HookedMetric):
         self._connections.skip()
 
     def compute(self) -> dict[str, Tensor]:
+        """Synaptic operations per sample, summed over layers and timesteps.
+
+        Returns:
+            float64 tensors ``synops`` (= ``effective_acs`` + ``effective_macs``),
+            ``effective_acs``, ``effective_macs`` and ``dense`` (NaN before any update).
+        """
         return {key: value.sum() for key, value in self._per_layer().items()}
 
     def compute_per_layer(self) -> dict[str, dict[str, Tensor]]:
@@ -233,6 +252,16 @@ class SynOps(LazyShapes, Metric):
         neuron_shape: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
+        """A synaptic-operation counter for one layer fed its activations.
+
+        Args:
+            fanout: the fanout of each neuron: a number (the same for all) or a tensor of
+                the neuron shape, ``(C,)`` or ``(C, H, W)``.
+            sample_time: seconds per sample, for ``synops/s``.
+            neuron_shape: the neuron shape, to fix the state's shape up front when
+                ``fanout`` is a number (else taken from the first batch).
+            **kwargs: torchmetrics ``Metric`` options.
+        """
         super().__init__(**kwargs)
         fan = as_fanout(fanout)
         self.sample_time = check_sample_time(sample_time)
@@ -262,5 +291,11 @@ class SynOps(LazyShapes, Metric):
         self.samples += activations.shape[0]
 
     def compute(self) -> dict[str, Tensor]:
+        """Synaptic operations per sample.
+
+        Returns:
+            ``synops_per_neuron`` (the per-neuron map), ``synops`` (its sum) and, with a
+            ``sample_time``, ``synops/s``; float64, NaN before any update.
+        """
         # before any update: NaN (0 / 0), with torchmetrics' warning
         return per_sample_result(self.synops_sum, self.samples, self.sample_time)
