@@ -519,15 +519,25 @@ def test_plot():
     feed(net, [profile], PLAN)
     fig, ax = profile.plot()
     rates = [line for line in ax.lines]
-    assert [line.get_label() for line in rates] == ["1 rate", "3 rate", "6 rate"]
+    assert [line.get_label() for line in rates] == [
+        "1 (Leaky) rate",
+        "3 (Leaky) rate",
+        "6 (Synaptic) rate",
+    ]
     assert len(rates[0].get_xdata()) == MAX_STEPS  # up to the last step a window reached
     (cost_ax,) = [other for other in fig.axes if other is not ax]
-    assert [line.get_label() for line in cost_ax.lines] == ["0 synops", "2 synops", "5 synops"]
+    assert [line.get_label() for line in cost_ax.lines] == [
+        "0 (Conv2d) synops",
+        "2 (Conv2d) synops",
+        "5 (Linear) synops",
+    ]
     assert len(ax.get_legend().get_texts()) == 6
     plt.close(fig)
     fig, given = plt.subplots()
     assert profile.plot(ax=given) == (fig, given)
     plt.close(fig)
+    with pytest.raises(ValueError, match="one result at a time"):
+        profile.plot([profile.compute(), profile.compute()])
 
 
 # --- DDP ----------------------------------------------------------------------------------

@@ -500,9 +500,16 @@ def test_plot():
     metric = sm.SpikeTrainStatistics(net)
     feed(net, metric, PLANS["uneven"])
     fig, ax = metric.plot()
-    assert [label.get_text() for label in ax.get_xticklabels()] == list(LAYERS)
+    labels = [label.get_text() for label in ax.get_xticklabels()]
+    assert labels == ["1\nLeaky", "4\nSynaptic"]
     assert len(ax.patches) == 4  # a box of Fano factors and one of CVs per layer
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["fano_factor", "cv_isi"]
+    plt.close(fig)
+    results = [metric.compute()]
+    feed(net, metric, PLANS["singles"], record=False)
+    results.append(metric.compute())
+    fig, ax = metric.plot(results)  # the means over the list: a line per layer and mean
+    assert len(ax.lines) == 4 and all(len(line.get_xdata()) == 2 for line in ax.lines)
     plt.close(fig)
 
 
