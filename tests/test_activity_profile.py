@@ -448,16 +448,16 @@ def _elements(metric: sm.ActivityProfile) -> int:
 
 def test_memory_is_flat_in_batches_and_steps():
     net = conv_net()
-    profile = sm.ActivityProfile(net, max_steps=40)
+    profile = sm.ActivityProfile(net, max_steps=30)
     for i in range(2):
         run(net, make_data(4, 2, seed=i))
         profile.update()
     small = _elements(profile)
-    for i in range(6):
-        run(net, make_data(4, 40, seed=i))
+    for i in range(4):
+        run(net, make_data(4, 30, seed=i))
         profile.update()
     assert _elements(profile) == small
-    assert small < 60 * 40  # [layers, max_steps] per figure and sink
+    assert small < 60 * 30  # [layers, max_steps] per figure and sink
 
 
 @pytest.mark.parametrize("model", MODELS.values(), ids=MODELS.keys())
