@@ -2,7 +2,7 @@
 
 from snnmetrics import functional
 from snnmetrics.benchmark import Benchmark
-from snnmetrics.connections import ConnectionRule, register_connection
+from snnmetrics.connections import ConnectionRule, ProductRule, register_connection
 from snnmetrics.energy import EnergyTable, MemoryModel, register_table
 from snnmetrics.factory import (
     average_nested_data,
@@ -53,6 +53,7 @@ __all__ = [
     "NeuronOperations",
     "NeuronRule",
     "NumActivations",
+    "ProductRule",
     "SpikeTrainStatistics",
     "SynOps",
     "SynapticOperations",

@@ -2,7 +2,8 @@
 
 A connection layer is a module whose weights connect presynaptic input elements to
 postsynaptic outputs (``nn.Linear``, ``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d``,
-recurrent cells, ...). For each layer type the registry holds one rule, of one of two kinds:
+recurrent cells, attention, ...). For each layer type the registry holds one rule, of one
+of three kinds:
 
 * a :class:`ConnectionRule` for layers that are linear in their input. It says how many
   leading input dimensions are *rows* (batch, time) rather than features, and how to run
@@ -12,9 +13,12 @@ recurrent cells, ...). For each layer type the registry holds one rule, of one o
 * a :class:`CallRule` for layers whose count depends on more than the nonzero pattern of
   one input, such as recurrent cells, whose NeuroBench count includes gate products that
   depend on the hidden state. Its function counts one call from the call's arguments.
+* a :class:`ProductRule` for modules that multiply two activations in their forward
+  (attention): every such product is counted as the module runs.
 
 Adding a layer type is one :func:`register_connection` call; nothing else changes. The
-recurrent cells and layers of ``torch.nn`` are registered by :mod:`snnmetrics.recurrent`.
+recurrent cells and layers of ``torch.nn`` are registered by :mod:`snnmetrics.recurrent`,
+``nn.MultiheadAttention`` by :mod:`snnmetrics.attention`.
 Entries for layers of optional frameworks (spikingjelly, norse) are registered the first
 time a rule is looked up after the user imported that framework, so importing snnmetrics
 never imports one.
@@ -35,6 +39,7 @@ __all__ = [
     "CallCount",
     "CallRule",
     "ConnectionRule",
+    "ProductRule",
     "connection_rule",
     "register_connection",
 ]
@@ -98,9 +103,35 @@ class CallRule:
     """
 
     count: Callable[[nn.Module, tuple[object, ...], bool, dict[Any, Any]], CallCount | None]
+    counts_submodules: bool = False
+    """Whether ``count`` includes what the layer's submodules do (``nn.MultiheadAttention``
+    applies its ``out_proj`` functionally): they are then not counted on their own."""
 
 
-Rule = ConnectionRule | CallRule
+@dataclass(frozen=True)
+class ProductRule:
+    """Counts the products of two activations computed inside a module's ``forward``.
+
+    For modules that multiply activations with each other, such as a spiking
+    self-attention written with ``@``: while the module runs, every ``a @ b``,
+    ``torch.matmul``, ``torch.mm``, ``torch.bmm``, ``torch.baddbmm`` and ``torch.addmm``
+    (the product part) and ``F.scaled_dot_product_attention`` (its two products) whose
+    operands are not parameters is counted with
+    :func:`~snnmetrics.functional.attention.product_operations`. Products with a
+    parameter (or a view of one) are left to the layers that own it, which are counted on
+    their own, as are the module's submodules (a product module nested inside another
+    is counted by the inner one). ``torch.einsum`` and products computed in a
+    TorchScript or C++ function the module calls are not seen.
+
+    Attributes:
+        samples: ``samples(module, args, kwargs)`` returns the batch size of a call;
+            ``None``: dim 0 of its first tensor argument.
+    """
+
+    samples: Callable[[nn.Module, tuple[Any, ...], dict[str, Any]], int] | None = None
+
+
+Rule = ConnectionRule | CallRule | ProductRule
 
 REGISTRY: TypeRegistry[Rule] = TypeRegistry()
 
@@ -110,8 +141,10 @@ def register_connection(layer_type: type[nn.Module], rule: Rule) -> None:
 
     Subclasses of ``layer_type`` use the rule too unless they have their own.
     """
-    if not isinstance(rule, (ConnectionRule, CallRule)):
-        raise TypeError(f"rule must be a ConnectionRule or a CallRule, got {type(rule).__name__}")
+    if not isinstance(rule, (ConnectionRule, CallRule, ProductRule)):
+        raise TypeError(
+            f"rule must be a ConnectionRule, CallRule or ProductRule, got {type(rule).__name__}"
+        )
     REGISTRY.register(layer_type, rule)
 
 
@@ -195,6 +228,7 @@ REGISTRY.add_frameworks(
     }
 )
 
-# Registers the recurrent cells and layers of torch.nn (CallRules) and holds norse's rule;
-# imported last because it builds on the types above.
+# Register the recurrent cells and layers of torch.nn (and hold norse's rule) and
+# nn.MultiheadAttention (CallRules); imported last because they build on the types above.
+from snnmetrics import attention as _attention  # noqa: E402, F401
 from snnmetrics import recurrent as _recurrent  # noqa: E402

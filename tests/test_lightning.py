@@ -131,7 +131,8 @@ def test_metric_attribute_adds_no_weights_to_the_lightning_module():
     module.synops = SynapticOperations(module.net)
     metric_keys = {k for k in module.state_dict() if k.startswith("synops.")}
     assert metric_keys == {
-        "synops.samples", "synops.effective_acs", "synops.effective_macs", "synops.dense"
+        "synops.samples", "synops.effective_acs", "synops.effective_macs", "synops.dense",
+        "synops.nonfinite",
     }
     assert sum(p.numel() for p in module.parameters()) == sum(
         p.numel() for p in module.net.parameters()

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from snnmetrics.connections import ConnectionRule, connection_rule
 
-__all__ = ["fanout", "fanout_map", "require_rule"]
+__all__ = ["fanout", "fanout_map", "own_autograd", "require_rule"]
+
+
+@contextlib.contextmanager
+def own_autograd() -> Iterator[None]:
+    """Autograd for a derivation of our own inside a hook, in any mode the model runs in:
+    grad enabled, out of inference mode, and with tensors saved as they are rather than
+    through the caller's saved-tensor hooks (activation checkpointing's, which would take
+    the derivation for part of the checkpointed forward)."""
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        torch.autograd.graph.saved_tensors_hooks(_same, _same),
+    ):
+        yield
+
+
+def _same(x: Tensor) -> Tensor:
+    return x
 
 
 def require_rule(layer: nn.Module) -> ConnectionRule:
@@ -52,7 +71,7 @@ def fanout_map(
         mask = (weight != 0).to(device)
     else:
         mask = torch.ones(weight.shape, dtype=torch.bool, device=device)
-    with torch.inference_mode(False), torch.enable_grad():
+    with own_autograd():
         x = torch.ones((1, *feature_shape), dtype=torch.float64, device=device)
         x.requires_grad_(True)
         out = rule.apply(layer, x, mask.to(torch.float64))

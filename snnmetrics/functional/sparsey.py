@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from snnmetrics.connections import ConnectionRule
-from snnmetrics.functional.fanout import require_rule
+from snnmetrics.functional.fanout import own_autograd, require_rule
 
 __all__ = [
     "EMPTY",
@@ -240,7 +240,7 @@ def receptive_sums(
     """
     weight = rule.weight(layer).detach()
     device = weight.device
-    with torch.inference_mode(False), torch.enable_grad():
+    with own_autograd():
         active = (codes.detach() != 0).to(device, torch.float64)
         outputs, wrt = [], []
         if average:

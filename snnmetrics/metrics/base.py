@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import numbers
+import warnings
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -15,7 +16,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.exceptions import TorchMetricsUserError
 
 from snnmetrics.plot import plot_result
-from snnmetrics.tracking.hub import Tap, Window, release
+from snnmetrics.tracking.hub import LOCK, Tap, Window, release
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -67,6 +68,23 @@ def read_taps(
         return totals, torch.zeros((0, width), dtype=torch.float64, device=device)
     target = device or totals[0].counts.device
     return totals, torch.stack([each.counts.to(target) for each in totals])
+
+
+def warn_unseen_parts(model: nn.Module, metric: str) -> None:
+    """Warn, naming them, about the parts of ``model`` that hooks cannot see into:
+    TorchScript submodules run their layers without calling their Python hooks."""
+    scripted: list[str] = []
+    for name, module in model.named_modules():
+        inside = any(name.startswith(f"{outer}.") for outer in scripted)
+        if isinstance(module, torch.jit.ScriptModule) and not inside:
+            scripted.append(name or "(the model)")
+    if scripted:
+        warnings.warn(
+            f"{metric} cannot see inside the TorchScript module(s) {', '.join(scripted)}: "
+            "their layers are not counted (watch the model before scripting it, or compile "
+            "it with torch.compile instead)",
+            stacklevel=3,
+        )
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -129,6 +147,7 @@ class HookedMetric(Metric):
         super().__init__(**kwargs)
         # plain attribute, not a submodule (see class docstring)
         object.__setattr__(self, "_watched", unwrap_model(model))
+        warn_unseen_parts(self._watched, type(self).__name__)
         self._open_fresh()
         self._forwarding = False
         self.add_state(
@@ -187,6 +206,10 @@ class HookedMetric(Metric):
             raise RuntimeError(f"{type(self).__name__} is detached from its model")
         if batch_size is not None:
             batch_size = check_batch_size(batch_size)
+        with LOCK:  # no hook counts in another thread meanwhile
+            self._update(batch_size)
+
+    def _update(self, batch_size: int | None) -> None:
         calls = self._call_count()
         if calls == self._calls_at_update:
             raise ValueError(
@@ -208,8 +231,9 @@ class HookedMetric(Metric):
         Use it to leave forward passes out of the figures, e.g. those of a validation
         loop that runs between two training updates. ``reset()`` does it too.
         """
-        self._open_window()
-        self._skip()
+        with LOCK:
+            self._open_window()
+            self._skip()
 
     def reset(self) -> None:
         """Reset the state, and forget the forward passes not yet folded."""
@@ -312,9 +336,10 @@ class HookedMetric(Metric):
 
     def detach(self) -> None:
         """Remove this metric's hooks (a hook shared with other metrics stays for them)."""
-        for tap in self._taps:
-            release(tap)
-        self._taps = []
+        with LOCK:
+            for tap in self._taps:
+                release(tap)
+            self._taps = []
 
     def __enter__(self) -> HookedMetric:
         return self
@@ -340,7 +365,8 @@ class HookedMetric(Metric):
         """Restore a pickled metric and attach it to its (unpickled) model."""
         super().__setstate__(state)
         self._open_fresh()
-        self._attach()
+        with LOCK:
+            self._attach()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> HookedMetric:
         """A copy with its own state and window, watching the same model, or the copy of

@@ -16,7 +16,7 @@ from snnmetrics.metrics.neuron import (
     operation_costs,
     watches_membrane,
 )
-from snnmetrics.metrics.synaptic import ConnectionLayers, check_finite_synops
+from snnmetrics.metrics.synaptic import ConnectionLayers
 from snnmetrics.neurons import Costs, find_neurons
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ class Energy(HookedMetric):
         self._computed = None  # the cached compute() used the old setting
 
     def _fold(self) -> None:
-        self._connections.fold(self.effective_acs, self.effective_macs, self.dense)
+        self._connections.fold(self.effective_acs, self.effective_macs, self.dense, self.nonfinite)
         reading = self._neurons.read(self._window, self.updates.device)
         self.nonfinite.add_(reading.counts[:, 2].sum().to(torch.int64))
         self.updates.add_(membrane_update_counts(reading))
@@ -238,11 +238,10 @@ class Energy(HookedMetric):
 
     def _counts(self) -> dict[str, Tensor]:
         """Each layer's counts over all samples (float64), after checking they are defined."""
-        check_finite_synops(self.effective_acs, self.effective_macs)
         if int(self.nonfinite) > 0:
             raise ValueError(
-                "Energy: a watched neuron produced NaN spikes or membranes; its energy is "
-                "undefined"
+                "Energy: a watched layer received NaN inputs or produced NaN spikes or "
+                "membranes; its energy is undefined (reset() it to count the next windows)"
             )
         cost = torch.tensor(list(self.costs.values()), dtype=torch.float64)
         updates = self.updates.to(torch.float64)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from snnmetrics.connections import connection_rule
+from snnmetrics.connections import CallRule, connection_rule
 from snnmetrics.functional.synops import (
     as_fanout,
     check_sample_time,
@@ -19,9 +19,15 @@ from snnmetrics.functional.synops import (
 from snnmetrics.metrics.base import HookedMetric, add_per_layer, read_taps
 from snnmetrics.metrics.lazy import LazyShapes
 from snnmetrics.tracking.call import acquire_connection_tap
-from snnmetrics.tracking.connection import ConnectionTotals
+from snnmetrics.tracking.connection import WIDTH, ConnectionTotals
 
-__all__ = ["ConnectionLayers", "SynOps", "SynapticOperations", "check_finite_synops"]
+__all__ = [
+    "ConnectionLayers",
+    "SynOps",
+    "SynapticOperations",
+    "check_finite_synops",
+    "connection_layers",
+]
 
 _KEYS = ("synops", "effective_acs", "effective_macs", "dense")
 
@@ -53,7 +59,16 @@ class SynapticOperations(HookedMetric):
 
     Counting costs one elementwise pass over each layer input and no re-run of the layer:
     the exact fanout of every input element is derived once per input shape and weight
-    version (see :func:`snnmetrics.functional.fanout`).
+    version (see :func:`snnmetrics.functional.fanout`). Weight changes that autograd
+    tracks (an optimiser step, ``weight[...] = 0`` under ``torch.no_grad()``) are followed
+    from the next call; an edit through ``weight.data`` is not seen by autograd, and is
+    followed from the next ``update()`` (the calls of one window use the zero pattern of
+    its first call). Under ``torch.compile`` the zero pattern is read at ``update()``.
+
+    ``nn.MultiheadAttention`` counts its projections and the products of each head
+    (:mod:`snnmetrics.attention`); attention written with ``@`` is counted by registering
+    its module with a :class:`~snnmetrics.connections.ProductRule`. Calls with an empty
+    batch are not calls; NaN inputs make ``compute()`` raise until ``reset()``.
 
     ``compute()`` returns float64 tensors: ``synops`` (= ``effective_acs`` +
     ``effective_macs``), ``effective_acs``, ``effective_macs``, ``dense``.
@@ -77,6 +92,7 @@ class SynapticOperations(HookedMetric):
     effective_acs: Tensor
     effective_macs: Tensor
     dense: Tensor
+    nonfinite: Tensor
     _transient = ("_connections",)
 
     def __init__(self, model: nn.Module, skip_zero_weights: bool = True, **kwargs: Any) -> None:
@@ -96,12 +112,13 @@ class SynapticOperations(HookedMetric):
         self.skip_zero_weights = bool(skip_zero_weights)
         self._attach()
         n = len(self.layer_names)
-        for name, dtype in (
-            ("effective_acs", torch.float64),
-            ("effective_macs", torch.float64),
-            ("dense", torch.int64),
+        for name, dtype, shape in (
+            ("effective_acs", torch.float64, (n,)),
+            ("effective_macs", torch.float64, (n,)),
+            ("dense", torch.int64, (n,)),
+            ("nonfinite", torch.int64, ()),  # NaN readings, which make the figures undefined
         ):
-            zeros = torch.zeros(n, dtype=dtype)
+            zeros = torch.zeros(shape, dtype=dtype)
             self.add_state(name, zeros, dist_reduce_fx="sum", persistent=True)
 
     def _attach(self) -> None:
@@ -113,7 +130,7 @@ class SynapticOperations(HookedMetric):
         return (self.skip_zero_weights,)
 
     def _fold(self) -> None:
-        self._connections.fold(self.effective_acs, self.effective_macs, self.dense)
+        self._connections.fold(self.effective_acs, self.effective_macs, self.dense, self.nonfinite)
 
     def _skip(self) -> None:
         self._connections.skip()
@@ -138,7 +155,7 @@ class SynapticOperations(HookedMetric):
 
     def _per_layer(self) -> dict[str, Tensor]:
         samples = self._samples()
-        check_finite_synops(self.effective_acs, self.effective_macs)
+        check_finite_synops(self.nonfinite)
         acs, macs = self.effective_acs / samples, self.effective_macs / samples
         return {
             "synops": acs + macs,
@@ -167,7 +184,7 @@ class ConnectionLayers:
     _counts: Tensor  # the snapshots' counts, stacked
 
     def __init__(self, model: nn.Module, skip_zero_weights: bool) -> None:
-        layers = [(n, m) for n, m in model.named_modules() if connection_rule(m) is not None]
+        layers = connection_layers(model)
         if not layers:
             raise ValueError(
                 f"{type(model).__name__} has no connection layer to count (nn.Linear, "
@@ -182,14 +199,16 @@ class ConnectionLayers:
         self._first = 0 if skip_zero_weights else 2
         self.skip()
 
-    def fold(self, acs: Tensor, macs: Tensor, dense: Tensor) -> None:
-        """Add each layer's counts since the last fold to ``acs[i]``, ``macs[i]``, ``dense[i]``."""
+    def fold(self, acs: Tensor, macs: Tensor, dense: Tensor, nonfinite: Tensor) -> None:
+        """Add each layer's counts since the last fold to ``acs[i]``, ``macs[i]``,
+        ``dense[i]``, and the NaN readings of all layers to ``nonfinite``."""
         device = acs.device
-        now, counts = read_taps(self.taps, 4, device)
+        now, counts = read_taps(self.taps, WIDTH, device)
         delta = counts - self._counts.to(device)
         everything, in_mac_calls = delta[:, self._first], delta[:, self._first + 1]
         acs += everything - in_mac_calls
         macs += in_mac_calls
+        nonfinite += delta[:, 4].sum().to(nonfinite.dtype)
         changes = [n.dense - b.dense for n, b in zip(now, self._snapshots, strict=True)]
         add_per_layer(dense, [change if isinstance(change, int) else 0 for change in changes])
         for i, change in enumerate(changes):
@@ -199,14 +218,33 @@ class ConnectionLayers:
 
     def skip(self) -> None:
         """Mark everything counted so far as read, without folding it."""
-        self._snapshots, self._counts = read_taps(self.taps, 4)
+        self._snapshots, self._counts = read_taps(self.taps, WIDTH)
 
 
-def check_finite_synops(acs: Tensor, macs: Tensor) -> None:
-    """A ``ValueError`` if NaN inputs made the synaptic operation counts undefined."""
-    if not bool(torch.isfinite(acs + macs).all()):
+def connection_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every registered connection layer of ``model``, but those
+    inside a layer whose rule counts its submodules (``nn.MultiheadAttention``)."""
+    layers: list[tuple[str, nn.Module]] = []
+    covered: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(f"{outer}.") for outer in covered):
+            continue
+        rule = connection_rule(module)
+        if rule is None:
+            continue
+        layers.append((name, module))
+        if isinstance(rule, CallRule) and rule.counts_submodules:
+            covered.append(name)
+    return layers
+
+
+def check_finite_synops(nonfinite: Tensor) -> None:
+    """A ``ValueError`` if NaN inputs (``nonfinite`` readings) made the synaptic operation
+    counts undefined."""
+    if int(nonfinite) > 0:
         raise ValueError(
-            "a connection layer received NaN inputs: synaptic operations are undefined"
+            "a connection layer received NaN inputs: synaptic operations are undefined "
+            "(reset() the metric to count the next windows)"
         )
 
 

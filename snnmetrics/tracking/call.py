@@ -1,28 +1,82 @@
-"""The tap on layers counted call by call (:class:`~snnmetrics.connections.CallRule`)."""
+"""Taps that count synaptic operations as they happen rather than from a fanout map: of
+layers counted call by call (:class:`~snnmetrics.connections.CallRule`), and of the
+products of activations inside a module (:class:`~snnmetrics.connections.ProductRule`)."""
 
 from __future__ import annotations
 
 import inspect
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
-from snnmetrics.connections import CallRule, ConnectionRule, connection_rule
-from snnmetrics.tracking.connection import ConnectionTap, ConnectionTotals
-from snnmetrics.tracking.hub import Tap, acquire
+from snnmetrics.connections import (
+    CallCount,
+    CallRule,
+    ConnectionRule,
+    ProductRule,
+    connection_rule,
+)
+from snnmetrics.functional.attention import ProductCount, product_operations
+from snnmetrics.tracking.connection import WIDTH, ConnectionTap, ConnectionTotals
+from snnmetrics.tracking.hub import LOCK, Tap, acquire
 
-__all__ = ["CallTap", "acquire_connection_tap"]
+__all__ = ["CallTap", "ProductTap", "acquire_connection_tap"]
 
 
-class CallTap(Tap):
-    """Counts the synaptic operations of every call of a layer with a :class:`CallRule`.
+class _CountingTap(Tap):
+    """Adds counts of synaptic operations to cumulative device counters, as
+    :class:`ConnectionTap` keeps them, so that a metric reads both alike (:meth:`totals`).
 
-    Exposes the same :meth:`totals` as :class:`ConnectionTap`, so a metric reads both
-    alike. Each call adds its counts to cumulative device counters; the dense count is
-    kept on the host while the rule gives it as an ``int`` and on the device once a call
-    gives a tensor (NeuroBench's LSTM rule, whose dense count depends on the state).
+    The dense count is kept on the host while counts give it as an ``int`` and on the
+    device once one gives a tensor (NeuroBench's LSTM rule, whose dense count depends on
+    the state).
     """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__(module)
+        self.want_structural = False
+        self._counts: Tensor | None = None  # as ConnectionTotals.counts
+        self._dense = 0
+        self._dense_device: Tensor | None = None
+
+    def _add(self, count: CallCount | ProductCount, structural: CallCount | ProductCount) -> None:
+        """Add one count, and the same with every weight nonzero (``structural``); a NaN
+        count (NaN input) goes to the non-finite entry instead."""
+        device = count.effective.device
+        if self._counts is None or self._counts.device != device:
+            with torch.inference_mode(False):  # a normal tensor even in inference mode
+                old = self._counts
+                self._counts = torch.zeros(WIDTH, dtype=torch.float64, device=device)
+                if old is not None:  # the model moved
+                    self._counts += old.to(device)
+        both = torch.stack((count.effective, count[1], structural.effective, structural[1]))
+        nan = torch.isnan(both)
+        self._counts[4] += nan[:2].any()
+        self._counts[:4] += both.masked_fill_(nan, 0)
+        dense = count.dense
+        if isinstance(dense, Tensor):
+            if self._dense_device is None:
+                with torch.inference_mode(False):
+                    self._dense_device = torch.zeros((), dtype=torch.float64, device=device)
+            self._dense_device += dense.detach().to(self._dense_device.device, torch.float64)
+        else:
+            self._dense += dense
+
+    def totals(self) -> ConnectionTotals:
+        """The cumulative totals (a copy, safe to keep as a snapshot)."""
+        counts = torch.zeros(WIDTH, dtype=torch.float64) if self._counts is None else self._counts
+        if self._dense_device is None:
+            return ConnectionTotals(counts.clone(), self._dense)
+        return ConnectionTotals(counts.clone(), self._dense_device + self._dense)
+
+
+class CallTap(_CountingTap):
+    """Counts the synaptic operations of every call of a layer with a :class:`CallRule`."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__(module)
@@ -30,10 +84,6 @@ class CallTap(Tap):
         if not isinstance(rule, CallRule):
             raise TypeError(f"{type(module).__name__} has no CallRule")
         self.rule = rule
-        self.want_structural = False
-        self._counts: Tensor | None = None  # [effective, in MAC calls, structural, in MAC]
-        self._dense = 0
-        self._dense_device: Tensor | None = None
         self._signature: inspect.Signature | None = None
         self._cache: dict[Any, Any] = {}  # the rule's, emptied at every update
         self._add_hook(module.register_forward_pre_hook, self._hook, with_kwargs=True)
@@ -42,48 +92,151 @@ class CallTap(Tap):
         if kwargs:  # e.g. cell(x, hx=state): the rule reads positions
             if self._signature is None:
                 self._signature = inspect.signature(module.forward)
-            args = tuple(self._signature.bind(*args, **kwargs).arguments.values())
+            bound = self._signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            args = tuple(bound.arguments.values())
         count = self.rule.count(module, args, True, self._cache)
-        if count is None:
-            return  # the layer rejects this input itself
+        if count is None or count.samples == 0:
+            return  # the layer rejects this input itself, or an empty batch: no call
         self._note_call(count.samples)
-        device = count.effective.device
-        if self._counts is None or self._counts.device != device:
-            with torch.inference_mode(False):  # a normal tensor even in inference mode
-                old = self._counts
-                self._counts = torch.zeros(4, dtype=torch.float64, device=device)
-                if old is not None:  # the model moved
-                    self._counts += old.to(device)
-        self._counts[0:2] += torch.stack((count.effective, count.in_mac_calls))
+        structural = count
         if self.want_structural:
-            structural = self.rule.count(module, args, False, self._cache)
-            assert structural is not None
-            self._counts[2:4] += torch.stack((structural.effective, structural.in_mac_calls))
-        if isinstance(count.dense, Tensor):
-            dense = count.dense.detach().to(torch.float64)
-            if self._dense_device is None:
-                with torch.inference_mode(False):
-                    self._dense_device = torch.zeros((), dtype=torch.float64, device=device)
-            self._dense_device += dense.to(self._dense_device.device)
-        else:
-            self._dense += count.dense
+            structural = self.rule.count(module, args, False, self._cache) or count
+        self._add(count, structural)
 
     def totals(self) -> ConnectionTotals:
-        """The cumulative totals (a copy, safe to keep as a snapshot); starts a new window."""
+        """The cumulative totals; empties the rule's cache (a new window starts)."""
         self._cache.clear()
-        counts = torch.zeros(4, dtype=torch.float64) if self._counts is None else self._counts
-        if self._dense_device is None:
-            return ConnectionTotals(counts.clone(), self._dense)
-        return ConnectionTotals(counts.clone(), self._dense_device + self._dense)
+        return super().totals()
 
 
-_TAP_KINDS: dict[type, type[ConnectionTap] | type[CallTap]] = {
-    ConnectionRule: ConnectionTap,
-    CallRule: CallTap,
+# --- products of activations --------------------------------------------------------------
+
+
+class _Active(threading.local):
+    """The product taps whose module runs now in this thread, innermost last."""
+
+    def __init__(self) -> None:
+        self.taps: list[ProductTap] = []
+
+
+_active = _Active()
+
+
+def _is_activation(x: object) -> bool:
+    """Whether ``x`` is a tensor but not a parameter or a view of one."""
+    weight = isinstance(x, nn.Parameter) or isinstance(getattr(x, "_base", None), nn.Parameter)
+    return isinstance(x, Tensor) and not weight
+
+
+def _pair(first: int, second: int) -> Callable[..., list[tuple[Any, Any]]]:
+    def operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
+        return [(args[first], args[second])]
+
+    return operands
+
+
+def _attention_operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """The two products of ``F.scaled_dot_product_attention``: the scaled queries with the
+    keys, and the attention weights (recomputed, without dropout) with the values."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    query, key, value = given["query"], given["key"], given["value"]
+    if kwargs.get("enable_gqa") and key.shape[-3] != query.shape[-3]:
+        repeat = query.shape[-3] // key.shape[-3]
+        key, value = key.repeat_interleave(repeat, -3), value.repeat_interleave(repeat, -3)
+    scale = given.get("scale") or query.shape[-1] ** -0.5
+    scores = (query * scale) @ key.transpose(-2, -1)
+    mask = given.get("attn_mask")
+    if given.get("is_causal"):
+        mask = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+    if mask is not None and mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
+        scores = scores + mask
+    return [(query * scale, key.transpose(-2, -1)), (scores.softmax(-1), value)]
+
+
+# torch function -> the operand pairs of the products it computes
+_PRODUCTS: dict[Any, Callable[..., list[tuple[Any, Any]]]] = {
+    **dict.fromkeys(
+        (torch.matmul, Tensor.matmul, Tensor.__matmul__, torch.mm, Tensor.mm, torch.bmm,
+         Tensor.bmm),
+        _pair(0, 1),
+    ),
+    Tensor.__rmatmul__: _pair(1, 0),
+    **dict.fromkeys((torch.baddbmm, Tensor.baddbmm, torch.addmm, Tensor.addmm), _pair(1, 2)),
+    F.scaled_dot_product_attention: _attention_operands,
 }
 
 
-def acquire_connection_tap(module: nn.Module) -> ConnectionTap | CallTap:
+class _ProductMode(TorchFunctionMode):
+    """Passes every torch function on, and counts the products of activations among
+    them for the innermost running product tap."""
+
+    def __init__(self, tap: ProductTap) -> None:
+        super().__init__()
+        self.tap = tap
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        operands = _PRODUCTS.get(func)
+        if operands is not None and _active.taps and _active.taps[-1] is self.tap:
+            with torch.no_grad(), LOCK:
+                for a, b in operands(args, kwargs):
+                    if _is_activation(a) and _is_activation(b):
+                        count = product_operations(a, b)
+                        self.tap._add(count, count)
+        return result
+
+
+class ProductTap(_CountingTap):
+    """Counts the products of activations computed while a module with a
+    :class:`ProductRule` runs (a torch function mode between its pre- and post-hook)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__(module)
+        rule = connection_rule(module)
+        if not isinstance(rule, ProductRule):
+            raise TypeError(f"{type(module).__name__} has no ProductRule")
+        self.rule = rule
+        self._modes: dict[int, list[_ProductMode]] = {}  # entered, by thread
+        self._add_hook(module.register_forward_pre_hook, self._enter, with_kwargs=True)
+        self._add_hook(
+            module.register_forward_hook, self._leave, with_kwargs=True, always_call=True
+        )
+
+    def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.rule.samples is not None:
+            samples = self.rule.samples(module, args, kwargs)
+        else:
+            first = next((x for x in (*args, *kwargs.values()) if isinstance(x, Tensor)), None)
+            samples = first.shape[0] if first is not None and first.ndim else 1
+        mode = _ProductMode(self)
+        mode.__enter__()
+        self._modes.setdefault(threading.get_ident(), []).append(mode)
+        _active.taps.append(self)
+        if samples:
+            self._note_call(samples)
+
+    def _leave(self, module: nn.Module, *_: Any) -> None:
+        modes = self._modes.get(threading.get_ident())
+        if modes:  # (not if the forward began while the tap was made)
+            modes.pop().__exit__(None, None, None)
+            _active.taps.pop()
+
+
+_TAP_KINDS: dict[type, type[ConnectionTap] | type[CallTap] | type[ProductTap]] = {
+    ConnectionRule: ConnectionTap,
+    CallRule: CallTap,
+    ProductRule: ProductTap,
+}
+
+
+def acquire_connection_tap(module: nn.Module) -> ConnectionTap | CallTap | ProductTap:
     """The tap that counts ``module`` by its rule's kind (see :func:`acquire`)."""
     rule = connection_rule(module)
     if rule is None:

@@ -18,6 +18,7 @@ code (nonzero = active) and feeds what its subscribers asked for:
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, NamedTuple
 
 import torch
@@ -40,14 +41,14 @@ __all__ = ["CodeSink", "CodeTap", "CodeTotals", "InputTap"]
 
 class InputTap(Tap):
     """Keeps the last input of a connection layer (a reference, not a copy) and the shape
-    of its output, for the neuron layer it feeds."""
+    of its output, for the neuron layer it feeds; one of each per thread (threads may run
+    the layer at once)."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__(module)
         self.rule: ConnectionRule = require_rule(module)
         self.n_features = self.rule.feature_dims(module)
-        self.last_input: Tensor | None = None
-        self.output_shape: torch.Size | None = None
+        self._last: dict[int, tuple[Tensor, torch.Size]] = {}
         self._add_hook(module.register_forward_hook, self._hook)
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -57,9 +58,14 @@ class InputTap(Tap):
                 "argument and return a tensor for receptive fields to be followed"
             )
         x = args[0]
+        if x.ndim > self.n_features and x.shape[0] == 0:
+            return  # an empty batch: no call
         self._note_call(x.shape[0] if x.ndim > self.n_features else 1)
-        self.last_input = x.detach()
-        self.output_shape = output.shape
+        self._last[threading.get_ident()] = (x.detach(), output.shape)
+
+    def last(self) -> tuple[Tensor, torch.Size] | None:
+        """This thread's last input of the layer and the shape of the output it gave."""
+        return self._last.get(threading.get_ident())
 
 
 class CodeTotals(NamedTuple):
@@ -184,6 +190,8 @@ class CodeTap(Tap):
                 f"{type(spikes).__name__}: register a NeuronRule that reads them"
             )
         rows = spikes.shape[0] if spikes.ndim else 1
+        if rows == 0:
+            return  # an empty batch: no call
         self._note_call(rows)
         unit_shape = spikes.shape[1:]
         if self.unit_shape is None:
@@ -269,21 +277,23 @@ class CodeTap(Tap):
         source = self.source
         assert source is not None
         layer = source.module_ref()
-        if source.calls == self._source_calls or layer is None or source.last_input is None:
+        last = source.last()
+        if source.calls == self._source_calls or layer is None or last is None:
             raise ValueError(
                 f"{type(module).__name__} ran without a call of its input layer "
                 f"({type(layer).__name__}) since its last call: receptive fields pair every "
                 "call of a neuron layer with a call of the layer feeding it"
             )
         self._source_calls = source.calls
-        if spikes.shape != source.output_shape:
+        inputs, output_shape = last
+        if spikes.shape != output_shape:
             raise ValueError(
                 f"{type(module).__name__} gave spikes of shape {tuple(spikes.shape)} after its "
-                f"input layer ({type(layer).__name__}) gave {tuple(source.output_shape or ())}: "
+                f"input layer ({type(layer).__name__}) gave {tuple(output_shape)}: "
                 "pass sources= to name the layer whose outputs the neurons receive"
             )
         sums, pairs, covered = receptive_sums(
-            layer, source.rule, source.last_input, spikes, self._average, self._coverage
+            layer, source.rule, inputs, spikes, self._average, self._coverage
         )
         with torch.inference_mode(False):
             if sums is not None and pairs is not None:
@@ -292,7 +302,7 @@ class CodeTap(Tap):
         if covered is not None:
             assert self._counts is not None
             self._counts[1] += covered.to(self._counts.device)
-            self._counts[2] += source.last_input.numel()
+            self._counts[2] += inputs.numel()
 
     # --- reading -----------------------------------------------------------------------
 

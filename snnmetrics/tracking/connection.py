@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +13,9 @@ from snnmetrics.functional.fanout import fanout_map, require_rule
 from snnmetrics.tracking.hub import Tap
 from snnmetrics.tracking.staging import Staging
 
-__all__ = ["ConnectionTap", "ConnectionTotals"]
+__all__ = ["WIDTH", "ConnectionTap", "ConnectionTotals", "first_parameter"]
+
+WIDTH = 5  # entries of ConnectionTotals.counts
 
 # Pending per-element counts are float32 (the fast path) and each call adds at most its
 # number of rows to an element, so folding before 2**24 rows keeps every count exact;
@@ -25,14 +28,21 @@ class ConnectionTotals(NamedTuple):
     """Cumulative counts of one connection layer since its tap was created.
 
     ``counts`` is a float64 vector on the input's device:
-    ``[effective, effective in MAC calls, structural, structural in MAC calls]``, where
-    *effective* pairs need a nonzero weight and *structural* ones any weight. ``dense``
+    ``[effective, effective in MAC calls, structural, structural in MAC calls, non-finite]``,
+    where *effective* pairs need a nonzero weight and *structural* ones any weight; the
+    last entry counts NaN readings (input features of a call), which the others leave out. ``dense``
     counts every tap that reads a real input: a host ``int``, or a 0-d tensor for a layer
     whose dense count depends on the data (see :class:`snnmetrics.tracking.call.CallTap`).
     """
 
     counts: Tensor
     dense: int | Tensor
+
+
+def first_parameter(module: nn.Module) -> str:
+    """The name of the first parameter of ``module.forward`` (``input`` for torch's
+    layers): where a keyword call passes the input."""
+    return next(iter(inspect.signature(module.forward).parameters), "input")
 
 
 class ConnectionTap(Tap):
@@ -73,22 +83,23 @@ class ConnectionTap(Tap):
         self._structural_fanout: Tensor | None = None  # this segment's, on the device
         # per feature shape: structural fanout (on the CPU) and dense taps per row
         self._structural: dict[torch.Size, tuple[Tensor, int]] = {}
-        self._add_hook(module.register_forward_pre_hook, self._hook)
+        self._input_name = first_parameter(module)
+        self._add_hook(module.register_forward_pre_hook, self._hook, with_kwargs=True)
 
-    def _hook(self, module: nn.Module, args: tuple[object, ...]) -> None:
-        if not args or not isinstance(args[0], Tensor):
+    def _hook(self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]) -> None:
+        x = args[0] if args else kwargs.get(self._input_name)
+        if not isinstance(x, Tensor):
             raise TypeError(
-                f"{type(module).__name__} must be called with its input tensor as the first "
-                "positional argument to be counted"
+                f"{type(module).__name__} must be called with its input tensor first (or as "
+                f"{self._input_name}=) to be counted"
             )
-        x = args[0]
         n_rows = x.ndim - self.n_features
         if n_rows < 0:
             return  # the layer itself rejects this input
         rows = x.shape[0] if n_rows == 1 else math.prod(x.shape[:n_rows])
-        self._note_call(x.shape[0] if n_rows else 1)
         if rows == 0:
-            return  # an empty batch: nothing reaches the layer
+            return  # an empty batch: nothing reaches the layer, and it is no call
+        self._note_call(x.shape[0] if n_rows else 1)
         weight = self.rule.weight(module)
         huge = rows > _FLOAT32_EXACT  # such a call is summed in float64
         key = (n_rows, x.shape[n_rows:], x.dtype, huge, weight._version, weight.data_ptr())
@@ -152,7 +163,7 @@ class ConnectionTap(Tap):
         # counters must be normal tensors even if the first call runs in inference mode
         with torch.inference_mode(False):
             if self._counts is None:
-                self._counts = torch.zeros(4, dtype=torch.float64, device=x.device)
+                self._counts = torch.zeros(WIDTH, dtype=torch.float64, device=x.device)
             elif self._counts.device != x.device:  # the model moved
                 self._counts = self._counts.to(x.device)
             if feature_shape not in self._structural:
@@ -186,6 +197,9 @@ class ConnectionTap(Tap):
         assert self._pending_all is not None and self._pending_mac is not None
         pending = torch.stack((self._pending_all, self._pending_mac))
         pending = pending.to(torch.float64)
+        nan = torch.isnan(pending)
+        self._counts[4] += nan.any(0).sum()  # NaN inputs are counted apart, not as operations
+        pending.masked_fill_(nan, 0)
         self._counts[0:2] += pending @ effective.to(pending.device)
         if self.want_structural:
             if self._structural_fanout is None:
@@ -205,6 +219,6 @@ class ConnectionTap(Tap):
         self.flush()
         counts = self._counts
         return ConnectionTotals(
-            counts.clone() if counts is not None else torch.zeros(4, dtype=torch.float64),
+            counts.clone() if counts is not None else torch.zeros(WIDTH, dtype=torch.float64),
             self._dense,
         )

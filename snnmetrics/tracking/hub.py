@@ -20,16 +20,17 @@ none of its taps: the copy's hooks count nothing and remove themselves at its fi
 
 from __future__ import annotations
 
-import functools
 import itertools
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["Tap", "Window", "acquire", "release"]
+__all__ = ["LOCK", "Tap", "Window", "acquire", "release"]
 
 S = TypeVar("S")  # a tap's totals
 
@@ -105,9 +106,33 @@ class Tap:
         self._handles.append(register(_Hook(hook), **options))
 
 
-class _Hook(functools.partial[Any]):
-    """A tap's hook as its module holds it: a copy of the module (``deepcopy``, pickle)
-    gets :func:`_stale_hook` instead, which counts nothing."""
+# Every hook call and every read of the taps by a metric holds this lock, so that threads
+# running one model at once (nn.DataParallel replicas, a thread pool) count exactly.
+LOCK = threading.RLock()
+
+_graph_task_id = torch._C._current_graph_task_id  # -1 unless autograd runs a backward pass
+
+
+class _Hook:
+    """A tap's hook as its module holds it.
+
+    It counts nothing while autograd runs a backward pass: a forward that activation
+    checkpointing recomputes then was counted when it first ran. It holds :data:`LOCK`
+    (not under ``torch.compile``, which traces the hook into the graph). A copy of the
+    module (``deepcopy``, pickle) gets :func:`_stale_hook` instead, which counts nothing.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, module: nn.Module, *args: Any) -> None:
+        if torch.compiler.is_compiling():
+            self.fn(module, *args)
+        elif _graph_task_id() == -1:
+            with LOCK:
+                self.fn(module, *args)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Hook:
         return _Hook(_stale_hook)
@@ -120,7 +145,7 @@ def _stale_hook(module: nn.Module, *args: Any, **kwargs: Any) -> None:
     """The hooks of a copied module that came from taps: they remove themselves at the
     copy's first call (safe while hooks run: torch iterates over a copy of them)."""
     for hooks in (module._forward_pre_hooks, module._forward_hooks):
-        stale = [key for key, hook in hooks.items() if getattr(hook, "func", None) is _stale_hook]
+        stale = [key for key, hook in hooks.items() if getattr(hook, "fn", None) is _stale_hook]
         for key in stale:
             del hooks[key]
             module._forward_pre_hooks_with_kwargs.pop(key, None)

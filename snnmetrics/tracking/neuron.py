@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -78,7 +79,8 @@ class NeuronTap(Tap):
         self.rule = require_neuron_rule(module)
         self._membrane = False
         self._per_neuron_wanted = False
-        self._before: Tensor | None = None
+        # membrane before the call, by thread (threads may run the neuron at once)
+        self._before: dict[int, Tensor | None] = {}
         self._counts: Tensor | None = None  # [nonzero, changed, non-finite]
         self._pending: Tensor | None = None  # [nonzero, changed] since the last flush
         self._pending_nonzero: Tensor | None = None  # views of its entries, set with it
@@ -114,13 +116,16 @@ class NeuronTap(Tap):
 
     def _pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         assert self.rule.membrane_before is not None
-        self._before = self.rule.membrane_before(module, args, kwargs)
+        self._before[threading.get_ident()] = self.rule.membrane_before(module, args, kwargs)
 
     def _hook(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
         """One step per call (the rule has no ``steps``)."""
         spikes = self._read_spikes(module, output)
+        if spikes.ndim and spikes.shape[0] == 0:
+            self._before.pop(threading.get_ident(), None)
+            return  # an empty batch: no call
         firsts = self._note_call(spikes.shape[0] if spikes.ndim else 1)
         self._stage_spikes(spikes)
         if self._membrane:
@@ -132,9 +137,11 @@ class NeuronTap(Tap):
         """A call that may run several steps (the rule has ``steps``)."""
         spikes = self._read_spikes(module, output)
         first = args[0] if args else next(iter(kwargs.values()), None)
-        firsts = self._note_call(
-            first.shape[0] if isinstance(first, Tensor) and first.ndim else spikes.shape[0]
-        )
+        batch = first.shape[0] if isinstance(first, Tensor) and first.ndim else spikes.shape[0]
+        if batch == 0 or spikes.numel() == 0:
+            self._before.pop(threading.get_ident(), None)
+            return  # an empty batch: no call
+        firsts = self._note_call(batch)
         self._stage_spikes(spikes)
         if self._membrane:
             assert self.rule.steps is not None
@@ -218,7 +225,7 @@ class NeuronTap(Tap):
 
     def _count_membrane(self, module: nn.Module, output: Any, firsts: Sequence[Window]) -> None:
         assert self._pending_changed is not None
-        before, self._before = self._before, None
+        before = self._before.pop(threading.get_ident(), None)
         after = self._read_membrane(module, output)
         neurons = after.numel()
         self._neuron_steps += neurons
@@ -241,7 +248,7 @@ class NeuronTap(Tap):
     ) -> None:
         """Membrane updates of a call of ``steps`` steps with ``outputs`` neuron-steps."""
         assert self._pending_changed is not None
-        before, self._before = self._before, None
+        before = self._before.pop(threading.get_ident(), None)
         after = self._read_membrane(module, output)
         neurons = outputs // max(steps, 1)  # neurons x samples, in one step
         self._neuron_steps += outputs

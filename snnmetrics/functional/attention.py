@@ -1,0 +1,176 @@
+"""Synaptic operations of products inside attention: of an activation and a weight (the
+projections) and of two activations (queries with keys, attention weights with values).
+
+For a product ``a @ b`` of two activations (``torch.matmul`` semantics, batch dimensions
+broadcast), the *effective* operations are the pairs of nonzero operands that meet on the
+contracted dimension, ``sum_batch sum_k nnz(a[..., :, k]) * nnz(b[..., k, :])``, the
+*dense* ones all pairs, ``batch * n * k * m``, and the product is a MAC if either operand
+holds a value outside {-1, 0, 1} (an AC otherwise). A NaN operand makes the effective
+count NaN, so that it is counted apart as a non-finite reading.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "ProductCount",
+    "linear_operations",
+    "mac_flag",
+    "multihead_attention_operations",
+    "product_operations",
+]
+
+_F64 = torch.float64
+
+
+class ProductCount(NamedTuple):
+    """Synaptic operations of one product: ``effective`` (0-d float64), ``in_mac``
+    (the part of ``effective`` done as MACs) and ``dense`` (an ``int``)."""
+
+    effective: Tensor
+    in_mac: Tensor
+    dense: int
+
+    def __add__(self, other: object) -> ProductCount:
+        if not isinstance(other, ProductCount):
+            return NotImplemented
+        return ProductCount(
+            self.effective + other.effective, self.in_mac + other.in_mac, self.dense + other.dense
+        )
+
+
+def mac_flag(x: Tensor, dims: tuple[int, ...] | None = None) -> Tensor:
+    """1.0 if a value of ``x`` (over ``dims``) is outside {-1, 0, 1}, else 0.0 (float64);
+    NaN if one is NaN."""
+    magnitude = x.detach().abs()
+    distance = (magnitude - magnitude.sign()).abs()
+    distance = distance.amax() if dims is None else distance.amax(dims)
+    return distance.clamp(max=1).ceil().to(_F64)
+
+
+def _nan_of(x: Tensor) -> Tensor:
+    """0.0, or NaN if ``x`` holds a NaN (float64, 0-d)."""
+    return x.detach().sum(dtype=_F64) * 0
+
+
+def product_operations(a: Tensor, b: Tensor) -> ProductCount:
+    """Synaptic operations of ``a @ b``, a product of two activations (module docstring).
+
+    Example:
+        >>> import torch
+        >>> q = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # 2 x 2
+        >>> k = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])  # 2 x 3
+        >>> count = product_operations(q, k)  # column 0 of q (2) meets row 0 of k (2), ...
+        >>> float(count.effective), float(count.in_mac), count.dense
+        (6.0, 0.0, 12)
+    """
+    a = a.detach()
+    b = b.detach()
+    left = a if a.ndim > 1 else a.unsqueeze(0)
+    right = b if b.ndim > 1 else b.unsqueeze(-1)
+    columns = (left != 0).sum(-2, dtype=_F64)  # [..., k]: nonzeros of each column of a
+    rows = (right != 0).sum(-1, dtype=_F64)  # [..., k]: nonzeros of each row of b
+    effective = (columns * rows).sum() + _nan_of(left) + _nan_of(right)
+    batch = math.prod(torch.broadcast_shapes(left.shape[:-2], right.shape[:-2]))
+    dense = batch * left.shape[-2] * left.shape[-1] * right.shape[-1]
+    mac = torch.maximum(mac_flag(left), mac_flag(right))
+    return ProductCount(effective, effective * mac, dense)
+
+
+def linear_operations(x: Tensor, weight: Tensor, skip_zero_weights: bool = True) -> ProductCount:
+    """Synaptic operations of ``F.linear(x, weight)``: each nonzero input element times the
+    nonzero weights of its column (every weight with ``skip_zero_weights=False``); an AC
+    product if ``x`` is in {-1, 0, 1}.
+
+    Example:
+        >>> import torch
+        >>> w = torch.tensor([[1.0, 0.0], [2.0, 3.0], [0.0, 1.0]])  # 2 -> 3
+        >>> count = linear_operations(torch.tensor([[1.0, 1.0], [0.0, 1.0]]), w)
+        >>> float(count.effective), count.dense  # 2 + 2 for row 0, 2 for row 1
+        (6.0, 12)
+    """
+    x = x.detach()
+    rows = x.reshape(-1, x.shape[-1])
+    fanout = (
+        (weight.detach() != 0).sum(0, dtype=_F64)
+        if skip_zero_weights
+        else torch.full((weight.shape[1],), weight.shape[0], dtype=_F64, device=weight.device)
+    )
+    effective = (rows != 0).sum(0, dtype=_F64) @ fanout + _nan_of(rows)
+    return ProductCount(effective, effective * mac_flag(rows), rows.shape[0] * weight.numel())
+
+
+def multihead_attention_operations(
+    mha: nn.MultiheadAttention,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    skip_zero_weights: bool = True,
+    **options: Any,
+) -> ProductCount:
+    """Synaptic operations of one call ``mha(query, key, value, **options)``.
+
+    The sum of the query, key and value projections and the output projection
+    (:func:`linear_operations`) and of the two products of each head
+    (:func:`product_operations`): the scaled queries with the keys, and the attention
+    weights with the values. The attention weights are those of torch's own
+    ``F.multi_head_attention_forward`` with the call's masks, without dropout (dropout
+    in training is not seen); the count re-runs the attention, about the cost of the call.
+    """
+    batched = query.dim() == 3
+    if mha.batch_first and batched:
+        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+    if not batched:
+        query, key, value = (t.unsqueeze(1) for t in (query, key, value))
+    query, key, value = query.detach(), key.detach(), value.detach()
+    length, batch, embed = query.shape
+    heads, head_dim = mha.num_heads, mha.head_dim
+    if mha._qkv_same_embed_dim:
+        weights = cast(Tensor, mha.in_proj_weight).detach().chunk(3)
+    else:
+        weights = tuple(
+            cast(Tensor, getattr(mha, f"{name}_proj_weight")).detach() for name in "qkv"
+        )
+    biases = (None,) * 3 if mha.in_proj_bias is None else mha.in_proj_bias.detach().chunk(3)
+    inputs = (query, key, value)
+    projections = [
+        linear_operations(x, w, skip_zero_weights)
+        for x, w in zip(inputs, weights, strict=True)
+    ]
+    count = projections[0] + projections[1] + projections[2]
+    q, k, v = (F.linear(x, w, b) for x, w, b in zip(inputs, weights, biases, strict=True))
+    if mha.bias_k is not None and mha.bias_v is not None:
+        k = torch.cat([k, mha.bias_k.detach().expand(1, batch, embed)])
+        v = torch.cat([v, mha.bias_v.detach().expand(1, batch, embed)])
+    q = q.reshape(length, batch * heads, head_dim).transpose(0, 1)
+    k = k.reshape(k.shape[0], batch * heads, head_dim).transpose(0, 1)
+    v = v.reshape(v.shape[0], batch * heads, head_dim).transpose(0, 1)
+    if mha.add_zero_attn:
+        k = torch.cat([k, k.new_zeros(batch * heads, 1, head_dim)], dim=1)
+        v = torch.cat([v, v.new_zeros(batch * heads, 1, head_dim)], dim=1)
+    count = count + product_operations(q * head_dim**-0.5, k.transpose(-2, -1))
+    _, attention = F.multi_head_attention_forward(
+        query, key, value, embed, heads,
+        mha.in_proj_weight, mha.in_proj_bias, mha.bias_k, mha.bias_v, mha.add_zero_attn,
+        0.0, mha.out_proj.weight, mha.out_proj.bias,
+        training=False,
+        key_padding_mask=options.get("key_padding_mask"),
+        need_weights=True,
+        attn_mask=options.get("attn_mask"),
+        use_separate_proj_weight=not mha._qkv_same_embed_dim,
+        q_proj_weight=mha.q_proj_weight, k_proj_weight=mha.k_proj_weight,
+        v_proj_weight=mha.v_proj_weight,
+        average_attn_weights=False,
+        is_causal=bool(options.get("is_causal", False)),
+    )
+    assert attention is not None
+    attention = attention.detach().reshape(batch * heads, length, -1)
+    count = count + product_operations(attention, v)
+    merged = (attention @ v).transpose(0, 1).reshape(length * batch, embed)
+    return count + linear_operations(merged, mha.out_proj.weight, skip_zero_weights)
