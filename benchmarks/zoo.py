@@ -361,7 +361,11 @@ class Floor:
     def _add(state: _Sums, key: str, value: Tensor) -> None:
         total = getattr(state, key)
         if total is None:
-            setattr(state, key, value.double() if value.is_floating_point() else value.clone())
+            # float64 (exact counts), at least 1-d: torch 2.13's inductor and aot_eager
+            # silently drop an in-place add into a 0-d float64 tensor that the compiled
+            # code closes over (the total stays 0; 0-d float32 or int64 and 1-d float64
+            # are kept)
+            setattr(state, key, value.double().reshape(value.shape or (1,)))
         else:
             total.add_(value)
 
@@ -417,6 +421,20 @@ class Floor:
 
         self.handles.append(module.register_forward_pre_hook(pre))
         self.handles.append(module.register_forward_hook(post))
+
+    def _totals(self) -> Iterator[tuple[int, str, Tensor]]:
+        for index, state in enumerate(self.states):
+            for key, value in vars(state).items():
+                if key != "before" and isinstance(value, Tensor):
+                    yield index, key, value
+
+    def zero(self) -> None:
+        for _, _, total in self._totals():
+            total.zero_()
+
+    def figures(self) -> dict[str, Any]:
+        """The reads since the last ``zero()``: what the model computed, hooked or not."""
+        return {f"{index}.{key}": _figures(total) for index, key, total in self._totals()}
 
     def close(self) -> None:
         for handle in self.handles:
@@ -559,7 +577,10 @@ def _ours(model: ZooModel, warm: list[Tensor] | None, outcome: Outcome) -> Runne
     return make
 
 
-def _floor(model: ZooModel, warm: list[Tensor] | None, example: Tensor) -> Runner:
+def _floor(model: ZooModel, warm: list[Tensor] | None, example: Tensor,
+           outcome: Outcome | None = None) -> Runner:
+    """The floor; its reads of the last timed epoch go to ``outcome.figures["floor"]``."""
+
     def make(net: nn.Module) -> tuple[Epoch, Callable[[], None]]:
         floor = Floor(net)
         with torch.no_grad():
@@ -567,11 +588,17 @@ def _floor(model: ZooModel, warm: list[Tensor] | None, example: Tensor) -> Runne
         run = _maybe_compile(net, warm)
 
         def epoch(batches: list[Tensor]) -> None:
+            floor.zero()
             for x in batches:
                 model.run(run, x)
 
+        def close() -> None:
+            if outcome is not None:
+                outcome.figures["floor"] = floor.figures()
+            floor.close()
+
         _warm_up(epoch, warm)
-        return epoch, floor.close
+        return epoch, close
 
     return make
 
@@ -745,7 +772,7 @@ def run_model(name: str, model: ZooModel, repeats: int, compile_repeats: int, n_
         runners: dict[str, Runner] = {
             "plain": _plain(model, None),
             "ours": _ours(model, None, outcome),
-            "floor": _floor(model, None, batches[0]),
+            "floor": _floor(model, None, batches[0], outcome),
         }
         if _have_neurobench():
             runners["neurobench"] = _neurobench(model, outcome)
@@ -765,7 +792,7 @@ def run_model(name: str, model: ZooModel, repeats: int, compile_repeats: int, n_
         runners = {
             "plain": _plain(model, batches),
             "ours": _ours(model, batches, outcome),
-            "floor": _floor(model, batches, batches[0]),
+            "floor": _floor(model, batches, batches[0], outcome),
         }
         twins = {key: _as_twin(key, make) for key, make in runners.items()}
         compile_start = time.perf_counter()
@@ -784,15 +811,19 @@ def run_model(name: str, model: ZooModel, repeats: int, compile_repeats: int, n_
         }
         if eager:
             group["speedup_plain"] = _ratio(entry["eager"]["seconds"]["plain"], seconds["plain"])
-            eager_figures = entry["eager"]["figures"].get("ours")
-            for epoch_key in ("ours_first", "ours"):  # the compiling epoch, the last one
-                compiled_figures = outcome.figures.get(epoch_key)
-                if eager_figures is not None and compiled_figures is not None:
-                    group.setdefault("mismatches", {})[epoch_key] = _mismatches(
-                        eager_figures, compiled_figures)
+            eager_figures = entry["eager"]["figures"]
+            # ours after the compiling epoch and after the last one; the floor's reads tell
+            # whether the compiled model itself computed the same spikes and membranes
+            for key, reference in (("ours_first", "ours"), ("ours", "ours"),
+                                   ("floor", "floor")):
+                compiled_figures = outcome.figures.get(key)
+                if reference in eager_figures and compiled_figures is not None:
+                    group.setdefault("mismatches", {})[key] = _mismatches(
+                        eager_figures[reference], compiled_figures)
         group["graph_breaks"] = {
             "ours": _graph_breaks(model, base, _ours(model, None, Outcome()), batches[0]),
-            "floor": _graph_breaks(model, base, _floor(model, None, batches[0]), batches[0]),
+            "floor": _graph_breaks(model, base, _floor(model, None, batches[0]),
+                                   batches[0]),
         }
         entry["compiled"] = group
         torch._dynamo.reset()
@@ -885,6 +916,10 @@ def _compiled_state(group: dict[str, Any]) -> str:
             continue
         metrics = sorted({m.split(":")[0].split(".")[0] for m in mismatches})
         cells.append(f"{label}: " + (f"differ in {', '.join(metrics)}" if metrics else "equal"))
+    activity = found.get("floor")
+    if activity is not None:
+        cells.append("model's own activity: " + (
+            f"differs ({len(activity)} of the floor's reads)" if activity else "equal"))
     return "; ".join(cells) or "-"
 
 
@@ -940,21 +975,25 @@ def markdown(results: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------- profiling
 
 
-def _op_times(run: Callable[[], None]) -> tuple[dict[str, tuple[float, int]], float]:
-    """Self CPU time (µs) and calls of every op in one ``run()``, and the total."""
+def _op_times(run: Callable[[], None]) -> dict[str, tuple[float, int]]:
+    """Self CPU time (µs) and calls of every op in one ``run()``."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         run()
-    ops = {event.key: (event.self_cpu_time_total, event.count) for event in prof.key_averages()}
-    return ops, sum(time_us for time_us, _ in ops.values())
+    return {event.key: (event.self_cpu_time_total, event.count) for event in prof.key_averages()}
 
 
-def profile(name: str, top: int) -> str:
+def _min_op_times(run: Callable[[], None], into: dict[str, tuple[float, int]]) -> None:
+    for key, (time_us, calls) in _op_times(run).items():
+        into[key] = (min(time_us, into.get(key, (math.inf, 0))[0]), calls)
+
+
+def profile(name: str, top: int, repeats: int = 5) -> str:
     """Where the time of the hooked eager model goes.
 
-    torch.profiler over one epoch of the plain twin and of the hooked model: the ops whose
-    self CPU time grew most (profiling adds a fixed cost per op, so small ops look dearer
-    than they are); then cProfile of the hooked epoch, snnmetrics' functions by cumulative
-    time.
+    torch.profiler over one epoch of the plain twin and of the hooked model, alternating,
+    each op's self CPU time the minimum over ``repeats`` epochs: the ops whose time grew
+    most (profiling adds a fixed cost per op, so small ops look dearer than they are);
+    then cProfile of one hooked epoch, snnmetrics' functions by cumulative time.
     """
     torch.set_num_threads(1)
     model = ZOO[name]
@@ -979,10 +1018,16 @@ def profile(name: str, top: int) -> str:
     with torch.no_grad():
         plain_epoch()
         hooked_epoch()  # warm-up
-        plain_ops, plain_total = _op_times(plain_epoch)
-        hooked_ops, hooked_total = _op_times(hooked_epoch)
+        plain_ops: dict[str, tuple[float, int]] = {}
+        hooked_ops: dict[str, tuple[float, int]] = {}
+        for _ in range(repeats):
+            _min_op_times(plain_epoch, plain_ops)
+            _min_op_times(hooked_epoch, hooked_ops)
+        plain_total = sum(time_us for time_us, _ in plain_ops.values())
+        hooked_total = sum(time_us for time_us, _ in hooked_ops.values())
         out.write(f"{name}: torch.profiler, one epoch of {len(batches)} batches, self CPU "
-                  f"time: plain {plain_total / 1e3:.1f} ms, hooked {hooked_total / 1e3:.1f} ms "
+                  f"time of each op the minimum of {repeats} epochs: plain "
+                  f"{plain_total / 1e3:.1f} ms, hooked {hooked_total / 1e3:.1f} ms "
                   f"({hooked_total / plain_total:.2f}x)\n")
         grown = sorted(
             ((hooked_ops[key][0] - plain_ops.get(key, (0.0, 0))[0], key) for key in hooked_ops),
