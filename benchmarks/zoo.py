@@ -1081,8 +1081,10 @@ def main() -> None:
     results = run(names, args.repeats, args.compile_repeats, args.batches,
                   eager=not args.no_eager, compiled=not args.no_compile)
     table = markdown(results)
+    repeats = [f"{args.repeats} eager"] * (not args.no_eager) + [
+        f"{args.compile_repeats} compiled"] * (not args.no_compile)
     header = (f"metrics: {', '.join(results['metrics'])}; one thread; CPU time; min of "
-              f"{args.repeats} eager / {args.compile_repeats} compiled repeats; load "
+              f"{' / '.join(repeats)} repeats; load "
               f"{results['machine']['load_before']} -> {results['machine']['load_after']}; "
               f"{results['wall_s']:.0f} s")
     print(header)
