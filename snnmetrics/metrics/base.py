@@ -210,7 +210,10 @@ class HookedMetric(Metric):
             self._update(batch_size)
 
     def _update(self, batch_size: int | None) -> None:
+        for tap in self._taps:
+            tap.resolve()  # what traced first calls left for the window
         calls = self._call_count()
+        self._check_compiled_hooks()
         if calls == self._calls_at_update:
             raise ValueError(
                 f"{type(self).__name__}.update() saw no forward pass of the watched model "
@@ -224,6 +227,23 @@ class HookedMetric(Metric):
         self.samples.add_(samples)  # in place: a Module attribute assignment is slow
         self._fold()
         self._open_window()
+
+    def _check_compiled_hooks(self) -> None:
+        """A ``ValueError`` if some watched layers never ran while others ran compiled:
+        ``torch.compile`` does not see hooks added after the model's first compiled call,
+        so those layers would silently count nothing."""
+        if not any(tap.traced for tap in self._taps):
+            return
+        never = [tap.module_ref() for tap in self._taps if tap.calls == 0]
+        if never:
+            names = {id(module): name for name, module in self.model.named_modules()}
+            unseen = sorted({names.get(id(module), "?") for module in never})
+            raise ValueError(
+                f"{type(self).__name__}: layers {unseen} never ran while the rest of the model "
+                "ran compiled; torch.compile does not run hooks added after a model's first "
+                "compiled call: attach metrics before compiling, or call torch._dynamo.reset() "
+                "after attaching them (a layer the model never calls cannot be watched either)"
+            )
 
     def discard_pending(self) -> None:
         """Forget what the hooks counted since the last ``update()``.

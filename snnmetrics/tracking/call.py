@@ -43,17 +43,16 @@ class _CountingTap(Tap):
         self._counts: Tensor | None = None  # as ConnectionTotals.counts
         self._dense = 0
         self._dense_device: Tensor | None = None
+        # traced counts since the last read: float64 [effective, in MAC, structural,
+        # structural in MAC, dense]
+        self._traced_counts: Tensor | None = None
 
     def _add(self, count: CallCount | ProductCount, structural: CallCount | ProductCount) -> None:
         """Add one count, and the same with every weight nonzero (``structural``); a NaN
         count (NaN input) goes to the non-finite entry instead."""
         device = count.effective.device
-        if self._counts is None or self._counts.device != device:
-            with torch.inference_mode(False):  # a normal tensor even in inference mode
-                old = self._counts
-                self._counts = torch.zeros(WIDTH, dtype=torch.float64, device=device)
-                if old is not None:  # the model moved
-                    self._counts += old.to(device)
+        self._counts_on(device)
+        assert self._counts is not None
         both = torch.stack((count.effective, count[1], structural.effective, structural[1]))
         nan = torch.isnan(both)
         self._counts[4] += nan[:2].any()
@@ -67,8 +66,43 @@ class _CountingTap(Tap):
         else:
             self._dense += dense
 
+    def _counts_on(self, device: torch.device) -> None:
+        """Make the totals on ``device`` (a normal tensor even in inference mode)."""
+        if self._counts is None or self._counts.device != device:
+            with torch.inference_mode(False):
+                old = self._counts
+                self._counts = torch.zeros(WIDTH, dtype=torch.float64, device=device)
+                if old is not None:  # the model moved
+                    self._counts += old.to(device)
+
+    def _traced_add(self, count: ProductCount) -> None:
+        """:meth:`_add` for traced code (structural = effective: products have no weight)."""
+        traced = self._traced_counts
+        device = count.effective.device
+        if traced is None:  # (made in the graph; a model that moves is folded at a read)
+            traced = torch.zeros(WIDTH, dtype=torch.float64, device=device)
+            self._traced_counts = traced
+        dense = torch.full((), float(count.dense), dtype=torch.float64, device=device)
+        values = torch.stack((count[0], count[1], count[0], count[1], dense))
+        traced.add_(values.to(traced.device))
+
+    def _flush_traced(self) -> None:
+        """Fold the traced counts into the totals, NaN counted apart."""
+        traced = self._traced_counts
+        if traced is None:
+            return
+        values = traced.clone()
+        traced.zero_()
+        self._counts_on(values.device)
+        assert self._counts is not None
+        nan = torch.isnan(values[:4])
+        self._counts[4] += nan[:2].any()
+        self._counts[:4] += values[:4].masked_fill(nan, 0)
+        self._dense += int(values[4])
+
     def totals(self) -> ConnectionTotals:
         """The cumulative totals (a copy, safe to keep as a snapshot)."""
+        self._flush_traced()
         counts = torch.zeros(WIDTH, dtype=torch.float64) if self._counts is None else self._counts
         if self._dense_device is None:
             return ConnectionTotals(counts.clone(), self._dense)
@@ -121,6 +155,7 @@ class _Active(threading.local):
 
 
 _active = _Active()
+_traced_active: list[ProductTap] = []  # the same while torch.compile traces
 
 
 def _is_activation(x: object) -> bool:
@@ -184,7 +219,14 @@ class _ProductMode(TorchFunctionMode):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         operands = _PRODUCTS.get(func)
-        if operands is not None and _active.taps and _active.taps[-1] is self.tap:
+        if operands is None:
+            return result
+        if torch.compiler.is_compiling():
+            if _traced_active and _traced_active[-1] is self.tap:
+                for a, b in operands(args, kwargs):
+                    if _is_activation(a) and _is_activation(b):
+                        self.tap._traced_add(product_operations(a, b))
+        elif _active.taps and _active.taps[-1] is self.tap:
             with torch.no_grad(), LOCK:
                 for a, b in operands(args, kwargs):
                     if _is_activation(a) and _is_activation(b):
@@ -204,17 +246,30 @@ class ProductTap(_CountingTap):
             raise TypeError(f"{type(module).__name__} has no ProductRule")
         self.rule = rule
         self._modes: dict[int, list[_ProductMode]] = {}  # entered, by thread
-        self._add_hook(module.register_forward_pre_hook, self._enter, with_kwargs=True)
+        self._traced_modes: list[_ProductMode] = []
         self._add_hook(
-            module.register_forward_hook, self._leave, with_kwargs=True, always_call=True
+            module.register_forward_pre_hook, self._enter, self._traced_enter, with_kwargs=True
+        )
+        self._add_hook(
+            module.register_forward_hook,
+            self._leave,
+            self._traced_leave,
+            with_kwargs=True,
+            always_call=True,
         )
 
-    def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _samples(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[int, torch.device]:
+        """The batch size of a call, and the device of its first tensor argument."""
+        first = next((x for x in (*args, *kwargs.values()) if isinstance(x, Tensor)), None)
+        device = torch.device("cpu") if first is None else first.device
         if self.rule.samples is not None:
-            samples = self.rule.samples(module, args, kwargs)
-        else:
-            first = next((x for x in (*args, *kwargs.values()) if isinstance(x, Tensor)), None)
-            samples = first.shape[0] if first is not None and first.ndim else 1
+            return self.rule.samples(module, args, kwargs), device
+        return (first.shape[0] if first is not None and first.ndim else 1), device
+
+    def _enter(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        samples, _ = self._samples(module, args, kwargs)
         mode = _ProductMode(self)
         mode.__enter__()
         self._modes.setdefault(threading.get_ident(), []).append(mode)
@@ -227,6 +282,22 @@ class ProductTap(_CountingTap):
         if modes:  # (not if the forward began while the tap was made)
             modes.pop().__exit__(None, None, None)
             _active.taps.pop()
+
+    def _traced_enter(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        samples, device = self._samples(module, args, kwargs)
+        mode = _ProductMode(self)
+        mode.__enter__()
+        self._traced_modes.append(mode)
+        _traced_active.append(self)
+        if samples:
+            self._trace_call(samples, device)
+
+    def _traced_leave(self, module: nn.Module, *_: Any) -> None:
+        if self._traced_modes:
+            self._traced_modes.pop().__exit__(None, None, None)
+            _traced_active.pop()
 
 
 _TAP_KINDS: dict[type, type[ConnectionTap] | type[CallTap] | type[ProductTap]] = {

@@ -24,6 +24,14 @@ _FLOAT32_EXACT = 2**24
 _FLOAT64_EXACT = 2**53
 
 
+class _TracedPending(NamedTuple):
+    """What traced calls of one feature shape counted since the last fold: float64
+    ``counts`` ``[all, in MAC calls]`` per feature and ``rows`` ``[1]``."""
+
+    counts: Tensor
+    rows: Tensor
+
+
 class ConnectionTotals(NamedTuple):
     """Cumulative counts of one connection layer since its tap was created.
 
@@ -84,15 +92,23 @@ class ConnectionTap(Tap):
         # per feature shape: structural fanout (on the CPU) and dense taps per row
         self._structural: dict[torch.Size, tuple[Tensor, int]] = {}
         self._input_name = first_parameter(module)
-        self._add_hook(module.register_forward_pre_hook, self._hook, with_kwargs=True)
+        # made in traced code, one per (feature shape, device)
+        self._traced: dict[tuple[torch.Size, torch.device], _TracedPending] = {}
+        self._add_hook(
+            module.register_forward_pre_hook, self._hook, self._traced_hook, with_kwargs=True
+        )
 
-    def _hook(self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]) -> None:
+    def _input(self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]) -> Tensor:
         x = args[0] if args else kwargs.get(self._input_name)
         if not isinstance(x, Tensor):
             raise TypeError(
                 f"{type(module).__name__} must be called with its input tensor first (or as "
                 f"{self._input_name}=) to be counted"
             )
+        return x
+
+    def _hook(self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]) -> None:
+        x = self._input(module, args, kwargs)
         n_rows = x.ndim - self.n_features
         if n_rows < 0:
             return  # the layer itself rejects this input
@@ -108,7 +124,7 @@ class ConnectionTap(Tap):
         if self._pending_rows + rows > self._row_limit:
             self.flush()
         if self._effective_fanout is None:  # first call since the last flush
-            self._effective_fanout = self._current_effective_fanout(module)
+            self._effective_fanout = self._current_effective_fanout(module, self._feature_shape)
         self._pending_rows += rows
         self._dense += rows * self._dense_per_row
         if not self._staging.ride(x):  # a neuron just staged these spikes: share them
@@ -136,19 +152,58 @@ class ConnectionTap(Tap):
         self._pending_mac.addmv_(per_call.T, is_mac)
         return nonzero_per_feature.add_(is_mac.sum(), alpha=0)  # NaN stays
 
-    def _current_effective_fanout(self, module: nn.Module) -> Tensor:
+    def _traced_hook(
+        self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """The hook as ``torch.compile`` traces it: the call's nonzero inputs per feature,
+        all and in a MAC call, go to device buffers made once per feature shape, folded
+        with the fanout of the weights at the next read."""
+        x = self._input(module, args, kwargs)
+        n_rows = x.ndim - self.n_features
+        if n_rows < 0:
+            return  # the layer itself rejects this input
+        rows = math.prod(x.shape[:n_rows])
+        if rows == 0:
+            return  # an empty batch: no call
+        key = (x.shape[n_rows:], x.device)
+        pending = self._traced.get(key)
+        if pending is None:
+            features = key[0].numel()
+            pending = _TracedPending(
+                torch.zeros((2, features), dtype=torch.float64, device=x.device),
+                torch.zeros(1, dtype=torch.float64, device=x.device),
+            )
+            self._traced[key] = pending
+        self._trace_call(x.shape[0] if n_rows else 1, x.device)
+        magnitude = x.detach().abs()
+        nonzero = magnitude.clamp(max=1).ceil()  # 0/1, NaN stays
+        per_feature = nonzero.sum(tuple(range(n_rows)), dtype=torch.float64).flatten()
+        mac = (magnitude - nonzero).abs().amax().clamp(max=1).ceil().to(torch.float64)
+        pending.counts.add_(torch.stack((per_feature, per_feature * mac)))
+        pending.rows.add_(rows)
+
+    def _structural_map(
+        self, module: nn.Module, feature_shape: torch.Size
+    ) -> tuple[Tensor, int]:
+        """The structural fanout (on the CPU) and dense taps per row of a feature shape."""
+        if feature_shape not in self._structural:
+            structural = fanout_map(module, self.rule, feature_shape, False, device="cpu")
+            self._structural[feature_shape] = (structural.flatten(), int(structural.sum()))
+        return self._structural[feature_shape]
+
+    def _current_effective_fanout(self, module: nn.Module, feature_shape: torch.Size) -> Tensor:
         """The effective fanout of the weights as they are now. Derived again only if
         their zero pattern changed; the patterns are compared on the host, so only for
         weights on the CPU (elsewhere it is derived every time, without a sync)."""
         weight = self.rule.weight(module).detach()
         if weight.device.type != "cpu":
-            return fanout_map(module, self.rule, self._feature_shape, True).flatten()
+            return fanout_map(module, self.rule, feature_shape, True).flatten()
         mask = weight != 0
         cached = self._fanout_cache
-        if cached is not None and cached[0] == self._feature_shape and torch.equal(cached[1], mask):
+        if cached is not None and cached[0] == feature_shape and torch.equal(cached[1], mask):
             return cached[2]
-        fanout = fanout_map(module, self.rule, self._feature_shape, True).flatten()
-        self._fanout_cache = (self._feature_shape, mask, fanout)
+        fanout = fanout_map(module, self.rule, feature_shape, True).flatten()
+        self._fanout_cache = (feature_shape, mask, fanout)
         return fanout
 
     def _start_segment(
@@ -166,10 +221,7 @@ class ConnectionTap(Tap):
                 self._counts = torch.zeros(WIDTH, dtype=torch.float64, device=x.device)
             elif self._counts.device != x.device:  # the model moved
                 self._counts = self._counts.to(x.device)
-            if feature_shape not in self._structural:
-                structural = fanout_map(module, self.rule, feature_shape, False, device="cpu")
-                self._structural[feature_shape] = (structural.flatten(), int(structural.sum()))
-            structural_cpu, self._dense_per_row = self._structural[feature_shape]
+            structural_cpu, self._dense_per_row = self._structural_map(module, feature_shape)
             self._structural_fanout = (
                 structural_cpu.to(x.device) if self.want_structural else None
             )
@@ -189,26 +241,51 @@ class ConnectionTap(Tap):
         so does every update, so weights edited in a way autograd does not track
         (``weight.data[...] = 0``) between two updates are followed too.
         """
+        self._flush_traced()
         self._staging.drain()
         effective, self._effective_fanout = self._effective_fanout, None
         if self._pending_rows == 0:
             return
-        assert self._counts is not None and effective is not None
+        assert effective is not None
         assert self._pending_all is not None and self._pending_mac is not None
-        pending = torch.stack((self._pending_all, self._pending_mac))
-        pending = pending.to(torch.float64)
-        nan = torch.isnan(pending)
-        self._counts[4] += nan.any(0).sum()  # NaN inputs are counted apart, not as operations
-        pending.masked_fill_(nan, 0)
-        self._counts[0:2] += pending @ effective.to(pending.device)
-        if self.want_structural:
-            if self._structural_fanout is None:
-                cpu_map = self._structural[self._feature_shape][0]
-                self._structural_fanout = cpu_map.to(pending.device)
-            self._counts[2:4] += pending @ self._structural_fanout
+        pending = torch.stack((self._pending_all, self._pending_mac)).to(torch.float64)
+        if self.want_structural and self._structural_fanout is None:
+            self._structural_fanout = self._structural[self._feature_shape][0].to(pending.device)
+        self._add_pending(pending, effective, self._structural_fanout)
         self._pending_all.zero_()
         self._pending_mac.zero_()
         self._pending_rows = 0
+
+    def _flush_traced(self) -> None:
+        """Fold what traced calls counted, with the fanout of the weights as they are now."""
+        module = self.module_ref()
+        if module is None:
+            return
+        for (feature_shape, device), traced in self._traced.items():
+            rows = int(traced.rows)
+            if rows == 0:
+                continue  # no traced call of this layout since the last fold
+            structural_map, dense_per_row = self._structural_map(module, feature_shape)
+            with torch.inference_mode(False):
+                if self._counts is None:
+                    self._counts = torch.zeros(WIDTH, dtype=torch.float64, device=device)
+                effective = self._current_effective_fanout(module, feature_shape)
+                structural = structural_map if self.want_structural else None
+                self._add_pending(traced.counts.to(self._counts.device), effective, structural)
+            self._dense += rows * dense_per_row
+            traced.counts.zero_()
+            traced.rows.zero_()
+
+    def _add_pending(self, pending: Tensor, effective: Tensor, structural: Tensor | None) -> None:
+        """Add pending nonzero inputs per feature (float64 ``[all, in MAC calls]``) to the
+        totals, with the effective (and structural) fanout; NaN counted apart."""
+        assert self._counts is not None
+        nan = torch.isnan(pending)
+        self._counts[4] += nan.any(0).sum()  # NaN inputs are counted apart, not as operations
+        pending = pending.masked_fill(nan, 0)
+        self._counts[0:2] += pending @ effective.to(pending.device)
+        if structural is not None:
+            self._counts[2:4] += pending @ structural.to(pending.device)
 
     def totals(self) -> ConnectionTotals:
         """Flush, then return the cumulative totals: a copy, safe to keep as a snapshot,

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 __all__ = ["LOCK", "Tap", "Window", "acquire", "release"]
@@ -55,35 +55,76 @@ class Window:
 
 
 class Tap:
-    """Base class of the per-module hook objects (see module docstring)."""
+    """Base class of the per-module hook objects (see module docstring).
+
+    Under ``torch.compile`` a tap's hooks are traced into the model's graph when the tap
+    has a traced variant of them (``traced=`` of :meth:`_add_hook`): they then keep their
+    counts, its calls and what a window needs of its first call in device tensors made
+    once (no host read, no Python state that changes from call to call), which the eager
+    reads (:meth:`resolve`, the subclass's totals) fold in. Hooks without one run eagerly
+    at a graph break.
+    """
 
     def __init__(self, module: nn.Module) -> None:
         self.module_ref = weakref.ref(module)
         self.serial = next(_serials)  # never reused, unlike id()
         self.subscribers = 0
-        self.calls = 0
-        # a subclass's last totals, kept until its next call: every subscriber that
-        # updates after one forward pass reads the same snapshot
+        self._calls = 0
+        # traced calls, float64: [calls, batch size of the first call since armed, armed,
+        # what that first call left for its windows (see _trace_call)]
+        self._trace: Tensor | None = None
+        # a subclass's last totals and the calls then: every subscriber that updates after
+        # one forward pass reads the same snapshot
         self._snapshot: Any = None
+        self._snapshot_calls = -1
         self._awaiting: list[Window] = []
         self._handles: list[RemovableHandle] = []
+
+    @property
+    def traced(self) -> bool:
+        """Whether ``torch.compile`` traced a call of this tap's hooks."""
+        return self._trace is not None
+
+    @property
+    def calls(self) -> int:
+        """The calls this tap counted (eager and traced)."""
+        return self._calls + (0 if self._trace is None else int(self._trace[0]))
 
     def _snapshot_of(self, read: Callable[[], S]) -> S:
         """The totals ``read()`` gives, read again only after the next call (or after
         ``self._snapshot`` is cleared): every reader between two calls shares them."""
-        if self._snapshot is None:
+        calls = self.calls
+        if self._snapshot is None or calls != self._snapshot_calls:
             self._snapshot = read()
+            self._snapshot_calls = calls
         snapshot: S = self._snapshot
         return snapshot
 
     def watch(self, window: Window) -> None:
         """Record the batch size of this tap's next call into ``window`` (if still unset)."""
+        self.resolve()
         if window not in self._awaiting:
             self._awaiting.append(window)
+        if self._trace is not None:
+            self._trace[2] = 1  # the next traced call is a first call again
+
+    def resolve(self) -> None:
+        """Give the windows awaiting this tap's next call what a traced first call left."""
+        trace = self._trace
+        if trace is None or not self._awaiting or int(trace[2]) != 0:
+            return
+        firsts, self._awaiting = self._awaiting, []
+        for window in firsts:
+            if window.batch_size is None:
+                window.batch_size = int(trace[1])
+            self._traced_first_call(window, trace[3].clone())
+
+    def _traced_first_call(self, window: Window, recorded: Tensor) -> None:
+        """Leave in ``window`` what a traced first call recorded (see :class:`Window`)."""
 
     def _note_call(self, batch_size: int) -> Sequence[Window]:
         """Count a call; return the windows for which it is this tap's first call."""
-        self.calls += 1
+        self._calls += 1
         self._snapshot = None
         if not self._awaiting:
             return ()
@@ -93,17 +134,43 @@ class Tap:
                 window.batch_size = batch_size
         return firsts
 
+    def _trace_call(
+        self, batch_size: int, device: torch.device, first_call: Tensor | None = None
+    ) -> None:
+        """:meth:`_note_call` for traced code: count a call on the device, and if it is
+        the first of the awaiting windows keep its batch size and ``first_call`` (a
+        float64 scalar, see :meth:`_traced_first_call`)."""
+        trace = self._trace
+        if trace is None:  # every window awaits the first call ever
+            trace = torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float64, device=device)
+            self._trace = trace
+        elif trace.device != device:  # the model moved
+            trace = trace.to(device)
+            self._trace = trace
+        armed = trace[2:3] > 0
+        trace[1:2].copy_(torch.where(armed, float(batch_size), trace[1:2]))
+        if first_call is not None:
+            trace[3:4].copy_(torch.where(armed, first_call.to(torch.float64), trace[3:4]))
+        trace[2:3].zero_()
+        trace[0:1].add_(1)
+
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._awaiting.clear()
 
-    def _add_hook(self, register: Callable[..., RemovableHandle], hook: Callable[..., Any],
-                  **options: Any) -> None:
+    def _add_hook(
+        self,
+        register: Callable[..., RemovableHandle],
+        hook: Callable[..., Any],
+        traced: Callable[..., Any] | None = None,
+        **options: Any,
+    ) -> None:
         """Register ``hook`` with ``register`` (a module's ``register_forward_hook`` or
-        ``register_forward_pre_hook``), to be removed by :meth:`close`."""
-        self._handles.append(register(_Hook(hook), **options))
+        ``register_forward_pre_hook``), to be removed by :meth:`close`; ``traced`` is its
+        variant for ``torch.compile`` to trace (see class docstring)."""
+        self._handles.append(register(_Hook(hook, traced), **options))
 
 
 # Every hook call and every read of the taps by a metric holds this lock, so that threads
@@ -117,19 +184,24 @@ class _Hook:
     """A tap's hook as its module holds it.
 
     It counts nothing while autograd runs a backward pass: a forward that activation
-    checkpointing recomputes then was counted when it first ran. It holds :data:`LOCK`
-    (not under ``torch.compile``, which traces the hook into the graph). A copy of the
-    module (``deepcopy``, pickle) gets :func:`_stale_hook` instead, which counts nothing.
+    checkpointing recomputes then was counted when it first ran. It holds :data:`LOCK`.
+    Under ``torch.compile`` it runs the tap's traced variant, or the eager hook at a
+    graph break. A copy of the module (``deepcopy``, pickle) gets :func:`_stale_hook`
+    instead, which counts nothing.
     """
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "traced")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], traced: Callable[..., Any] | None = None) -> None:
         self.fn = fn
+        self.traced = traced
 
     def __call__(self, module: nn.Module, *args: Any) -> None:
         if torch.compiler.is_compiling():
-            self.fn(module, *args)
+            if self.traced is not None:
+                self.traced(module, *args)
+            else:
+                _run_eagerly(self.fn, module, *args)
         elif _graph_task_id() == -1:
             with LOCK:
                 self.fn(module, *args)
@@ -139,6 +211,14 @@ class _Hook:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _Hook, (_stale_hook,)
+
+
+@torch.compiler.disable
+def _run_eagerly(fn: Callable[..., Any], module: nn.Module, *args: Any) -> None:
+    """An eager hook inside a compiled model (a graph break)."""
+    if _graph_task_id() == -1:
+        with LOCK:
+            fn(module, *args)
 
 
 def _stale_hook(module: nn.Module, *args: Any, **kwargs: Any) -> None:

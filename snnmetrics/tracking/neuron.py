@@ -54,6 +54,25 @@ def _sum_dtype(x: Tensor) -> torch.dtype | None:
 
 
 _EXACT_FLOAT32 = 2**24  # float32 counts every integer up to here
+_F64 = torch.float64
+
+
+def _changed(after: Tensor, before: Tensor) -> Tensor:
+    """How many elements differ between ``after`` and ``before``, as a 0-d float64 tensor;
+    NaN if one is NaN."""
+    difference = (after - before).to(float_dtype(after)).abs()
+    return _indicate_nonzero(difference).sum(dtype=_F64)
+
+
+class _TracedNeuron(NamedTuple):
+    """What traced calls counted since the last fold: float64 ``counts`` ``[nonzero
+    outputs, changed membranes]``, int64 ``ints`` ``[rows, outputs, neuron steps]``, and
+    float64 ``per_neuron`` nonzero outputs (the neuron shape) while a subscriber wants
+    them."""
+
+    counts: Tensor
+    ints: Tensor
+    per_neuron: Tensor | None
 
 
 class NeuronTap(Tap):
@@ -94,8 +113,20 @@ class NeuronTap(Tap):
         self._dirty = False  # whether a call counted anything since the last flush
         self._spikes = Staging(self._count_spikes, on_layout=self._check_spikes, shared=True)
         self._differences = Staging(self._count_differences)
-        hook = self._hook if self.rule.steps is None else self._steps_hook
-        self._add_hook(module.register_forward_hook, hook, with_kwargs=True)
+        # made in traced code, one per (neuron shape, device, per-neuron counts wanted)
+        self._traced: dict[tuple[torch.Size, torch.device, bool], _TracedNeuron] = {}
+        self._traced_before: Tensor | None = None
+        if self.rule.steps is None:
+            self._add_hook(
+                module.register_forward_hook, self._hook, self._traced_hook, with_kwargs=True
+            )
+        else:
+            self._add_hook(
+                module.register_forward_hook,
+                self._steps_hook,
+                self._traced_steps_hook,
+                with_kwargs=True,
+            )
 
     def track_membrane(self) -> None:
         """Start counting membrane updates (hooks the call's start as well)."""
@@ -105,7 +136,12 @@ class NeuronTap(Tap):
             raise TypeError(f"{type(self.module_ref()).__name__} has no membrane to track")
         module = self.module_ref()
         assert module is not None
-        self._add_hook(module.register_forward_pre_hook, self._pre_hook, with_kwargs=True)
+        self._add_hook(
+            module.register_forward_pre_hook,
+            self._pre_hook,
+            self._traced_pre_hook,
+            with_kwargs=True,
+        )
         self._membrane = True
 
     def track_per_neuron(self) -> None:
@@ -117,6 +153,136 @@ class NeuronTap(Tap):
     def _pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         assert self.rule.membrane_before is not None
         self._before[threading.get_ident()] = self.rule.membrane_before(module, args, kwargs)
+
+    # --- traced by torch.compile -----------------------------------------------------------
+
+    def _traced_pre_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        assert self.rule.membrane_before is not None
+        self._traced_before = self.rule.membrane_before(module, args, kwargs)
+
+    def _traced_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        """:meth:`_hook` as ``torch.compile`` traces it (see :class:`Tap`)."""
+        spikes = self._read_spikes(module, output)
+        before, self._traced_before = self._traced_before, None
+        rows = spikes.shape[0] if spikes.ndim else 1
+        if rows == 0:
+            return  # an empty batch: no call
+        changed: Tensor | None = None
+        correction: Tensor | None = None
+        neuron_steps = 0
+        if self._membrane:
+            after = self._read_membrane(module, output)
+            neuron_steps = after.numel()
+            if before is None or before.shape != after.shape:  # a fresh state: all change
+                changed = torch.full((), float(neuron_steps), dtype=_F64, device=after.device)
+                correction = torch.zeros((), dtype=_F64, device=after.device)
+            else:
+                changed = _changed(after.detach(), before.detach())
+                correction = neuron_steps - changed
+        self._trace_call(rows, spikes.device, correction)
+        self._traced_add(spikes, changed, neuron_steps)
+
+    def _traced_steps_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        """:meth:`_steps_hook` as ``torch.compile`` traces it."""
+        spikes = self._read_spikes(module, output)
+        before, self._traced_before = self._traced_before, None
+        first_input = args[0] if args else next(iter(kwargs.values()), None)
+        batch = (
+            first_input.shape[0]
+            if isinstance(first_input, Tensor) and first_input.ndim
+            else spikes.shape[0]
+        )
+        if batch == 0 or spikes.numel() == 0:
+            return  # an empty batch: no call
+        changed: Tensor | None = None
+        correction: Tensor | None = None
+        outputs = spikes.numel()
+        if self._membrane:
+            assert self.rule.steps is not None
+            steps = self.rule.steps(module, output)
+            states, neurons = self._step_membranes(module, output, steps, outputs)
+            correction = torch.zeros((), dtype=_F64, device=spikes.device)
+            if states is None:  # only the end is visible: every neuron-step
+                changed = torch.full((), float(outputs), dtype=_F64, device=spikes.device)
+            else:
+                changed = _changed(states[1:], states[:-1])
+                if before is None or before.numel() != neurons:  # fresh: all at the first step
+                    changed = changed + neurons
+                else:
+                    start = _changed(states[0], before.detach().reshape(neurons))
+                    changed = changed + start
+                    correction = neurons - start
+        self._trace_call(batch, spikes.device, correction)
+        self._traced_add(spikes, changed, outputs if self._membrane else 0)
+
+    def _traced_add(self, spikes: Tensor, changed: Tensor | None, neuron_steps: int) -> None:
+        """Add a traced call's counts to the traced buffers (made in the graph, for each
+        neuron shape, device and whether subscribers want counts per neuron)."""
+        key = (spikes.shape[1:], spikes.device, self._per_neuron_wanted)
+        state = self._traced.get(key)
+        if state is None:
+            per_neuron = None
+            if self._per_neuron_wanted:
+                per_neuron = torch.zeros(key[0], dtype=_F64, device=spikes.device)
+            state = _TracedNeuron(
+                torch.zeros(2, dtype=_F64, device=spikes.device),
+                torch.zeros(3, dtype=torch.int64, device=spikes.device),
+                per_neuron,
+            )
+            self._traced[key] = state
+        nonzero = _indicate_nonzero(spikes.detach().abs())
+        zero = torch.zeros((), dtype=_F64, device=spikes.device)
+        if state.per_neuron is not None:  # summed from it when folded
+            state.per_neuron.add_(nonzero.sum(0, dtype=_F64) if nonzero.ndim > 1 else nonzero)
+            total = zero
+        else:
+            total = nonzero.sum(dtype=_F64)
+        state.counts.add_(torch.stack((total, zero if changed is None else changed)))
+        rows = spikes.shape[0] if spikes.ndim else 1
+        state.ints.add_(
+            torch.tensor([rows, spikes.numel(), neuron_steps], device=spikes.device)
+        )
+
+    def _traced_first_call(self, window: Window, recorded: Tensor) -> None:
+        if self._membrane:
+            window.first_call[self] = recorded
+
+    def _flush_traced(self) -> None:
+        """Fold what traced calls counted into the totals, NaN counted apart."""
+        for (shape, device, _), state in self._traced.items():
+            rows, outputs, neuron_steps = state.ints.tolist()
+            if rows == 0:
+                continue  # no traced call of this layout since the last fold
+            pending = state.counts.clone()
+            per_neuron = None if state.per_neuron is None else state.per_neuron.clone()
+            state.counts.zero_()
+            state.ints.zero_()
+            if state.per_neuron is not None:
+                state.per_neuron.zero_()
+            self._rows += rows
+            self._outputs += outputs
+            self._neuron_steps += neuron_steps
+            with torch.inference_mode(False):  # the eager buffers, made or moved if needed
+                self._check_spikes(torch.empty((1, *shape), device=device))
+            counts = self._counts
+            assert counts is not None
+            if per_neuron is not None:
+                nan = torch.isnan(per_neuron)
+                counts[2] += nan.sum()
+                clean = per_neuron.masked_fill_(nan, 0)
+                pending[0] += clean.sum()
+                if self._per_neuron is None:
+                    self._per_neuron = torch.zeros_like(clean)
+                self._per_neuron += clean
+            nan = torch.isnan(pending)
+            counts[2] += nan.sum()
+            counts[:2] += pending.masked_fill_(nan, 0)
 
     def _hook(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
@@ -249,20 +415,12 @@ class NeuronTap(Tap):
         """Membrane updates of a call of ``steps`` steps with ``outputs`` neuron-steps."""
         assert self._pending_changed is not None
         before = self._before.pop(threading.get_ident(), None)
-        after = self._read_membrane(module, output)
-        neurons = outputs // max(steps, 1)  # neurons x samples, in one step
+        states, neurons = self._step_membranes(module, output, steps, outputs)
         self._neuron_steps += outputs
-        if after.numel() != outputs:
-            if after.numel() != neurons:
-                raise ValueError(
-                    f"the membrane of {type(module).__name__} has {after.numel()} elements; "
-                    f"a call of {steps} steps with {outputs} outputs needs one per output (each "
-                    f"step's) or {neurons} (the state after the call)"
-                )
+        if states is None:
             self._pending_changed.add_(outputs)  # only the end is visible: every neuron-step
             self._warn_upper_bound(module, steps)
             return
-        states = after.detach().reshape(steps, neurons)
         states = states.to(float_dtype(states))
         # steps after the first: the neurons whose membrane differs from the step before
         later = _count_changed(states[1:] - states[:-1])
@@ -275,6 +433,23 @@ class NeuronTap(Tap):
             correction = neurons - changed
             for window in firsts:
                 window.first_call[self] = correction
+
+    def _step_membranes(
+        self, module: nn.Module, output: Any, steps: int, outputs: int
+    ) -> tuple[Tensor | None, int]:
+        """The membrane of every step of a call, ``[steps, neurons]`` (``None`` if only the
+        state after the call is kept), and the neurons x samples of one step."""
+        after = self._read_membrane(module, output)
+        neurons = outputs // max(steps, 1)
+        if after.numel() == outputs:
+            return after.detach().reshape(steps, neurons), neurons
+        if after.numel() != neurons:
+            raise ValueError(
+                f"the membrane of {type(module).__name__} has {after.numel()} elements; "
+                f"a call of {steps} steps with {outputs} outputs needs one per output (each "
+                f"step's) or {neurons} (the state after the call)"
+            )
+        return None, neurons
 
     def _warn_upper_bound(self, module: nn.Module, steps: int) -> None:
         if self._warned:
@@ -308,6 +483,7 @@ class NeuronTap(Tap):
 
     def flush(self) -> None:
         """Fold the pending buffers into the cumulative totals, NaN counted apart."""
+        self._flush_traced()
         if not self._dirty:
             return  # nothing counted since the last flush
         self._dirty = False
