@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import sysconfig
@@ -24,11 +25,13 @@ from snnmetrics.energy import MemoryModel
 from snnmetrics.examples import EXAMPLES, poisson_spikes, reset_neurons
 from snnmetrics.metrics import (
     ActivationSparsity,
+    ActivityProfile,
     Energy,
     FiringRate,
     HookedMetric,
     MembraneUpdates,
     NeuronOperations,
+    SpikeTrainStatistics,
     SynapticOperations,
 )
 from snnmetrics.results import layer_order
@@ -37,9 +40,10 @@ __all__ = ["main", "poisson_batches", "profile"]
 
 DESCRIPTION = """\
 Measure what a spiking neural network costs and how it fires: synaptic and neuron
-operations, membrane updates, activation sparsity, firing rates and an energy estimate,
-per layer. The model runs step by step on Bernoulli ("Poisson") spikes, or on your own
-data with --data (then with accuracy where the batches carry labels)."""
+operations, membrane updates, activation sparsity, firing rates, spike-train statistics,
+activity and cost per step and an energy estimate, per layer. The model runs step by step
+on Bernoulli ("Poisson") spikes, or on your own data with --data (then with accuracy where
+the batches carry labels)."""
 
 
 class CliError(Exception):
@@ -121,6 +125,16 @@ def _floats(result: Any) -> Any:
     return result
 
 
+def _defined(value: Any) -> Any:
+    """``value`` (floats, nested lists, dicts) with each NaN, an undefined figure, as None:
+    JSON has no NaN (``null`` instead)."""
+    if isinstance(value, dict):
+        return {key: _defined(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_defined(item) for item in value]
+    return None if isinstance(value, float) and value != value else value
+
+
 _SECTIONS: dict[str, Callable[[nn.Module], HookedMetric]] = {
     "synaptic_operations": SynapticOperations,
     "neuron_operations": NeuronOperations,
@@ -128,6 +142,9 @@ _SECTIONS: dict[str, Callable[[nn.Module], HookedMetric]] = {
     "activation_sparsity": ActivationSparsity,
     "activation_sparsity_by_layer": lambda model: ActivationSparsity(model, by_layer=True),
     "firing_rate": FiringRate,
+    "spike_train_statistics": SpikeTrainStatistics,
+    # made for one step, then grown to the longest batch before it runs (_longer)
+    "activity_profile": lambda model: ActivityProfile(model, max_steps=1),
     "energy": Energy,
 }
 
@@ -140,25 +157,62 @@ def _metrics(model: nn.Module) -> tuple[dict[str, HookedMetric], dict[str, str]]
     for name, make in _SECTIONS.items():
         try:
             metrics[name] = make(model)
-        except ValueError as err:  # nothing of that kind to watch (an ANN has no neurons)
+        # nothing of that kind to watch (an ANN has no neurons); a layer that cannot be
+        # watched that way (an nn.LSTM has no per-step operations)
+        except (ValueError, TypeError) as err:
             skipped[name] = str(err)
     if not metrics:
         raise CliError(f"{type(model).__name__} has no layer that snnmetrics can measure")
     return metrics, skipped
 
 
+def _longer(profile: ActivityProfile, steps: int) -> ActivityProfile:
+    """``profile`` with room for ``steps`` steps per batch: a new metric that holds its
+    state (the steps it had no room for at zero, as no sample ran them), the old one
+    detached. Made between two batches, it sees every call of the next."""
+    longer = ActivityProfile(profile.model, max_steps=steps).to(profile.device)
+    for name, value in profile.metric_state.items():
+        assert isinstance(value, Tensor)  # its states are tensors, none a list
+        if name != "watch_id":  # which layers it watches, not a count
+            state = getattr(longer, name)
+            state[tuple(slice(0, size) for size in value.shape)] += value
+    profile.detach()
+    return longer
+
+
+_PER_LAYER_ONLY = (
+    "activation_sparsity_by_layer",
+    "firing_rate",
+    "spike_train_statistics",
+    "activity_profile",
+)
+
+
+def _section(name: str, metric: HookedMetric) -> dict[str, Any]:
+    """The figures of one section, as tensors."""
+    if name in _PER_LAYER_ONLY:
+        return {"per_layer": metric.compute()}
+    section = {"total": metric.compute()}
+    per_layer = getattr(metric, "compute_per_layer", None)
+    if per_layer is not None:
+        section["per_layer"] = per_layer()
+    return section
+
+
 def _report(metrics: dict[str, HookedMetric]) -> dict[str, Any]:
     report: dict[str, Any] = {}
     for name, metric in metrics.items():
+        try:
+            section = _section(name, metric)
+        except ValueError as err:  # undefined figures: NaN spikes or inputs
+            what = _SECTION_NAMES.get(name.removesuffix("_by_layer"), name)
+            raise CliError(f"computing the {what}: {err}") from None
         if name == "activation_sparsity_by_layer":
-            report["activation_sparsity"]["per_layer"] = metric.compute()
-        elif name == "firing_rate":
-            report[name] = {"per_layer": metric.compute()}
+            report["activation_sparsity"].update(section)
+        elif name in ("spike_train_statistics", "activity_profile"):
+            report[name] = _defined(_floats(section))
         else:
-            per_layer = getattr(metric, "compute_per_layer", None)
-            report[name] = {"total": metric.compute()}
-            if per_layer is not None:
-                report[name]["per_layer"] = per_layer()
+            report[name] = section
     return report
 
 
@@ -317,11 +371,37 @@ def profile(
     ``membrane_updates``, ``activation_sparsity``, ``energy`` (each with ``total`` and
     ``per_layer``; energy in joules per sample, compared with the same connection layers
     as a dense ANN run once per ``steps_per_inference`` steps, default once per sample),
-    ``firing_rate`` (``per_layer`` statistics), ``accuracy``, ``layer_types`` and ``run``
-    (batches, samples, timesteps, device, wall time). Sections that do not apply (an ANN
-    has no spiking neuron, data without labels has no accuracy) are left out and
-    explained under ``skipped``.
+    ``firing_rate`` (``per_layer`` statistics), ``spike_train_statistics`` (per layer,
+    the Fano factor and CV of inter-spike intervals of each neuron and their means),
+    ``activity_profile`` (per neuron layer the ``rate`` at each step, per connection
+    layer the ``synops`` per sample at each step, for as many steps as the longest
+    batch), ``accuracy``, ``layer_types`` and ``run`` (batches, samples, timesteps,
+    device, wall time). Figures that are undefined (the Fano factor of a neuron that
+    never fired) are None. Sections that do not apply (an ANN has no spiking neuron,
+    data without labels has no accuracy) are left out and explained under ``skipped``.
     """
+    report, _ = _measure(
+        model,
+        data,
+        batches=batches,
+        device=device,
+        steps_per_inference=steps_per_inference,
+        progress=progress,
+    )
+    return report
+
+
+def _measure(
+    model: nn.Module,
+    data: Iterable[Any],
+    *,
+    batches: int | None,
+    device: str,
+    steps_per_inference: int | None,
+    progress: bool,
+) -> tuple[dict[str, Any], ActivityProfile | None]:
+    """:func:`profile`'s report, and the activity profile it measured (detached, to
+    draw it)."""
     start = time.perf_counter()
     model = model.to(device).eval()
     metrics, skipped = _metrics(model)
@@ -343,6 +423,9 @@ def profile(
             for index, item in _batches(data, batches):
                 x, y = _split(item, index)
                 x = x.to(device)
+                by_step = metrics.get("activity_profile")
+                if isinstance(by_step, ActivityProfile) and x.shape[1] > by_step.max_steps:
+                    metrics["activity_profile"] = _longer(by_step, x.shape[1])
                 labelled = labelled or y is not None
                 forward = f"the model's forward on batch {index}"
                 counts = _user_call(forward, _run_batch, model, x, y is not None)
@@ -397,7 +480,8 @@ def profile(
         "device": str(device),
         "wall_time_s": round(time.perf_counter() - start, 3),
     }
-    return report
+    by_step = metrics.get("activity_profile")
+    return report, by_step if isinstance(by_step, ActivityProfile) else None
 
 
 def _energy_section(
@@ -580,6 +664,96 @@ def _activity_table(report: dict[str, Any], types: dict[str, str]) -> str | None
     )
 
 
+def _integer(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _flat(values: Any) -> list[Any]:
+    """The numbers of a (nested) list, in order."""
+    if isinstance(values, list):
+        return [item for value in values for item in _flat(value)]
+    return [values]
+
+
+def _spike_train_table(report: dict[str, Any], types: dict[str, str]) -> str | None:
+    rows = {}
+    for name, stats in report.get("spike_train_statistics", {}).get("per_layer", {}).items():
+        fano, cv = _flat(stats["fano_factor"]), _flat(stats["cv_isi"])
+        rows[name] = {
+            "neurons": len(fano),
+            "fano": stats["mean_fano_factor"],
+            "fano_of": sum(value is not None for value in fano),
+            "cv": stats["mean_cv_isi"],
+            "cv_of": sum(value is not None for value in cv),
+        }
+    if not rows:
+        return None
+    return _table(
+        "Spike trains (a neuron's output over a sample's steps): Fano factor of the spike "
+        "count over\n"
+        "samples, CV of the inter-spike intervals; means over the neurons that "
+        "have one",
+        [
+            ("neurons", "neurons", _integer),
+            ("mean Fano factor", "fano", _fraction),
+            ("neurons with one", "fano_of", _integer),
+            ("mean CV of ISI", "cv", _fraction),
+            ("neurons with one", "cv_of", _integer),
+        ],
+        _ordered(rows),
+        types,
+    )
+
+
+def _every(steps: int, stride: int) -> list[int]:
+    """Every ``stride``-th step of ``0 .. steps - 1``, and the last one."""
+    chosen = list(range(0, steps, stride))
+    return chosen if chosen[-1] == steps - 1 else [*chosen, steps - 1]
+
+
+def _step_tables(report: dict[str, Any], types: dict[str, str]) -> list[str]:
+    """The rate and the synaptic operations of each layer at each step, as many steps as
+    fit in the width (always the first and the last)."""
+    per_layer = _ordered(report.get("activity_profile", {}).get("per_layer", {}))
+    families = [
+        (
+            "rate",
+            "Rate at step t: the fraction of a layer's neurons firing, mean over samples",
+            _fraction,
+        ),
+        ("synops", "Synaptic operations per sample at step t", _count),
+    ]
+    series = {
+        key: {name: figures[key] for name, figures in per_layer.items() if key in figures}
+        for key, _, _ in families
+    }
+    steps = max((len(values) for rows in series.values() for values in rows.values()), default=0)
+    tables: list[str] = []
+    for stride in range(1, steps + 1):
+        chosen = _every(steps, stride)
+        tables = [
+            _table(
+                title,
+                [(f"t={step}", str(step), fmt) for step in chosen],
+                {
+                    name: {str(step): values[step] for step in chosen}
+                    for name, values in series[key].items()
+                },
+                types,
+            )
+            for key, title, fmt in families
+            if series[key]
+        ]
+        if all(len(line) <= _WIDTH for table in tables for line in table.splitlines()):
+            break
+    if tables and len(chosen) < steps:
+        tables[-1] += (
+            f"\n({len(chosen)} of {steps} steps shown; all of them in --json and in the "
+            "--plots activity_profile.png)"
+        )
+    return tables
+
+
 def _energy_table(report: dict[str, Any], types: dict[str, str]) -> str:
     energy = report["energy"]
     total = energy["total"]
@@ -617,6 +791,8 @@ _SECTION_NAMES = {
     "membrane_updates": "membrane updates",
     "activation_sparsity": "activation sparsity",
     "firing_rate": "firing rates",
+    "spike_train_statistics": "spike-train statistics",
+    "activity_profile": "activity per step",
     "energy": "energy",
     "ann_comparison": "SNN / ANN comparison",
     "accuracy": "accuracy",
@@ -645,9 +821,14 @@ def format_report(report: dict[str, Any]) -> str:
         parts.append(_synaptic_table(report, types))
     parts += [
         table
-        for table in (_neuron_table(report, types), _activity_table(report, types))
+        for table in (
+            _neuron_table(report, types),
+            _activity_table(report, types),
+            _spike_train_table(report, types),
+        )
         if table is not None
     ]
+    parts += _step_tables(report, types)
     if "energy" in report:
         parts.append(_energy_table(report, types))
     if report.get("skipped"):
@@ -764,8 +945,8 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument(
         "--plots",
         metavar="DIR",
-        help="also draw firing_rates.png and operations.png into DIR (default: none; "
-        "needs matplotlib: pip install 'snnmetrics[plot]')",
+        help="also draw firing_rates.png, operations.png and activity_profile.png into DIR "
+        "(default: none; needs matplotlib: pip install 'snnmetrics[plot]')",
     )
     prof.add_argument(
         "--no-progress",
@@ -892,10 +1073,11 @@ class _Sized:
         return self.length
 
 
-def _run(args: argparse.Namespace) -> dict[str, Any]:
+def _run(args: argparse.Namespace) -> tuple[dict[str, Any], ActivityProfile | None]:
+    """The report, and the activity profile metric for its plot."""
     model, data, device, run = _prepare(args)
     show = not args.no_progress and sys.stderr.isatty()
-    report = profile(
+    report, by_step = _measure(
         model,
         data,
         batches=args.batches,
@@ -910,7 +1092,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         skipped.pop("accuracy", None)
         if not skipped:
             report.pop("skipped", None)
-    return {"run": run, **report}
+    return {"run": run, **report}, by_step
 
 
 def _write_json(report: dict[str, Any], path: str) -> None:
@@ -921,8 +1103,9 @@ def _write_json(report: dict[str, Any], path: str) -> None:
         raise CliError(f"cannot write --json {path}: {err.strerror or err}") from None
 
 
-def _draw(report: dict[str, Any], folder: Path) -> None:
-    """Write the firing-rate box plot and the per-layer operations chart into ``folder``."""
+def _draw(report: dict[str, Any], folder: Path, by_step: ActivityProfile | None) -> None:
+    """Write the firing-rate box plot, the per-layer operations chart and the activity
+    per step (drawn by ``by_step.plot()``, the metric that measured it) into ``folder``."""
     from snnmetrics.plot import plot_firing_rates, plot_operations
 
     run = report["run"]
@@ -941,6 +1124,19 @@ def _draw(report: dict[str, Any], folder: Path) -> None:
         figures.append(("firing_rates.png", plot_firing_rates(rates, layer_types=types)))
     if _operations_drawn(report):
         figures.append(("operations.png", plot_operations(report, layer_types=types)))
+    if by_step is not None and _steps_drawn(report):
+        per_layer = report["activity_profile"]["per_layer"]
+        result = {
+            name: {
+                key: torch.tensor(
+                    [math.nan if value is None else value for value in values],
+                    dtype=torch.float64,
+                )
+                for key, values in series.items()
+            }
+            for name, series in per_layer.items()
+        }
+        figures.append(("activity_profile.png", by_step.plot(result)))
     for name, (fig, ax) in figures:
         ax.set_title(f"{ax.get_title()}\n{caption}", fontsize="medium")
         try:
@@ -955,6 +1151,17 @@ def _operations_drawn(report: dict[str, Any]) -> bool:
     return any(section in report for section in ("synaptic_operations", "neuron_operations"))
 
 
+def _steps_drawn(report: dict[str, Any]) -> bool:
+    """Whether any step has a figure to draw: a layer that fired or operated."""
+    per_layer = report.get("activity_profile", {}).get("per_layer", {})
+    return any(
+        value is not None and (key == "rate" or value != 0)
+        for figures in per_layer.values()
+        for key, values in figures.items()
+        for value in values
+    )
+
+
 def _plot_notes(report: dict[str, Any]) -> str:
     """Which plots are left out, and why (as sections are)."""
     notes = []
@@ -963,6 +1170,11 @@ def _plot_notes(report: dict[str, Any]) -> str:
         notes.append(_wrap(f"Not drawn: firing_rates.png: {why}"))
     if not _operations_drawn(report):
         notes.append("Not drawn: operations.png: no connection or neuron layer")
+    if "activity_profile" not in report:
+        why = report.get("skipped", {}).get("activity_profile", "no activity per step")
+        notes.append(_wrap(f"Not drawn: activity_profile.png: {why}"))
+    elif not _steps_drawn(report):
+        notes.append("Not drawn: activity_profile.png: no layer fired or operated at any step")
     return "\n".join(notes)
 
 
@@ -988,7 +1200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``snnmetrics`` console script."""
     args = _parser().parse_args(argv)
     try:
-        report = _run(args)
+        report, by_step = _run(args)
         text = format_report(report)
         if args.plots is not None:
             notes = _plot_notes(report)
@@ -997,7 +1209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json is not None:
             _write_json(report, args.json)
         if args.plots is not None:
-            _draw(report, Path(args.plots))
+            _draw(report, Path(args.plots), by_step)
     except UserCodeError as err:
         return _fail(str(err), err.error, args.traceback)
     except CliError as err:

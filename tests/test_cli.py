@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,11 +25,22 @@ def tiny_model() -> torch.nn.Module:
 
 
 def _as_floats(value):
-    if isinstance(value, (str, int)):
+    if isinstance(value, (str, int, float, list)) or value is None:
         return value
     if isinstance(value, dict):
         return {key: _as_floats(item) for key, item in value.items()}
     return value.item() if value.ndim == 0 else value.tolist()
+
+
+def _nan_as_none(value):
+    """A result as the JSON holds it: lists of floats, None for NaN."""
+    if isinstance(value, dict):
+        return {key: _nan_as_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nan_as_none(item) for item in value]
+    if isinstance(value, torch.Tensor):
+        return _nan_as_none(value.tolist())
+    return None if math.isnan(value) else value
 
 
 def _profile(capsys, *args: str) -> str:
@@ -50,6 +62,9 @@ def test_default_run_prints_the_header_and_every_table(capsys):
         "Neuron operations and membrane updates per sample (summed over timesteps)",
         "Activity, fractions: sparsity = zeros / outputs; rate = a neuron's spikes / steps",
         "Energy, J per sample: operation counts x horowitz45nm_fp32 costs (memory not priced)",
+        "Spike trains (a neuron's output over a sample's steps): Fano factor of the spike count",
+        "Rate at step t: the fraction of a layer's neurons firing, mean over samples",
+        "Synaptic operations per sample at step t",
     ):
         assert sum(line.startswith(title) for line in lines) == 1, title
     # layers carry their type; the rows of each table are in model order
@@ -66,6 +81,8 @@ def test_default_run_prints_the_header_and_every_table(capsys):
         [],
         ["--model", "conv", "--batch-size", "1", "--timesteps", "2"],
         ["--model", "tests.test_cli:tiny_model", "--input-shape", "3"],
+        # wide per-step figures (millions of synops) over many steps: a few steps shown
+        ["--model", "conv", "--batch-size", "1", "--timesteps", "30"],
     ],
 )
 def test_the_report_fits_in_100_columns(capsys, args):
@@ -82,10 +99,11 @@ def _format(cell: str) -> str:
 def test_one_number_format_per_column(capsys):
     out = _profile(capsys, *QUICK)
     tables = [part.splitlines() for part in out.split("\n\n") if "\n---" in part]
-    assert len(tables) == 4
+    assert len(tables) == 7
     for table in tables:
         rows = table[[line.startswith("---") for line in table].index(True) + 1 :]
-        width = len(rows[-1].split()) - 1  # the total row: "total" and one cell per column
+        # cells of the last row: after "total", or after a layer's name and type
+        width = len(rows[-1].split()) - (1 if rows[-1].startswith("total") else 2)
         for column in range(1, width + 1):  # from the right: layer labels hold a space
             cells = [row.split()[-column] for row in rows]
             formats = {_format(cell) for cell in cells if cell != "-"}
@@ -106,7 +124,8 @@ def test_json_matches_the_metrics_run_by_hand(tmp_path):
     membrane, firing = sm.MembraneUpdates(net), sm.FiringRate(net)
     sparsity, by_layer = sm.ActivationSparsity(net), sm.ActivationSparsity(net, by_layer=True)
     energy = sm.Energy(net, steps_per_inference=4)
-    metrics = [synops, neuron_ops, membrane, firing, sparsity, by_layer, energy]
+    trains, by_step = sm.SpikeTrainStatistics(net), sm.ActivityProfile(net, max_steps=4)
+    metrics = [synops, neuron_ops, membrane, firing, sparsity, by_layer, energy, trains, by_step]
     with torch.no_grad():
         for _ in range(2):
             x = poisson_spikes((3, 4, 20), 0.1, generator)
@@ -129,6 +148,8 @@ def test_json_matches_the_metrics_run_by_hand(tmp_path):
         },
         "activation_sparsity": {"total": sparsity.compute(), "per_layer": by_layer.compute()},
         "firing_rate": {"per_layer": firing.compute()},
+        "spike_train_statistics": {"per_layer": _nan_as_none(trains.compute())},
+        "activity_profile": {"per_layer": _nan_as_none(by_step.compute())},
         "energy": {
             "total": energy.compute(),
             "per_layer": energy.compute_per_layer(),
@@ -250,6 +271,7 @@ def test_an_ann_gets_the_sections_that_apply_and_says_why_not_the_others(capsys,
         "neuron_operations",
         "membrane_updates",
         "firing_rate",
+        "spike_train_statistics",
         "ann_comparison",
     }
     assert "no spiking neuron" in report["skipped"]["firing_rate"]
@@ -262,7 +284,10 @@ def test_an_ann_gets_the_sections_that_apply_and_says_why_not_the_others(capsys,
     assert "dense ANN" not in out
     # the reason shared by three sections is printed once
     assert " ".join(out.split()).count(report["skipped"]["firing_rate"]) == 1
-    assert "Not measured: neuron operations, membrane updates, firing rates:" in out
+    assert (
+        "Not measured: neuron operations, membrane updates, firing rates, spike-train "
+        "statistics:" in out
+    )
     assert report["layer_types"] == {"0": "Linear", "1": "ReLU"}
 
 
@@ -275,7 +300,7 @@ def _png(path) -> bytes:
 def test_plots_are_written(tmp_path):
     folder = tmp_path / "plots"
     assert main(["profile", *QUICK, "--plots", str(folder)]) == 0
-    for name in ("firing_rates.png", "operations.png"):
+    for name in ("firing_rates.png", "operations.png", "activity_profile.png"):
         _png(folder / name)
 
 
@@ -286,8 +311,12 @@ def test_an_ann_with_plots_draws_what_applies(capsys, tmp_path):
     out = _profile(capsys, *args, "--plots", str(folder))
     assert "Synaptic operations per sample" in out  # the tables are all there
     assert "Not drawn: firing_rates.png: Sequential has no spiking neuron" in out
-    assert sorted(path.name for path in folder.iterdir()) == ["operations.png"]
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "activity_profile.png",
+        "operations.png",
+    ]
     _png(folder / "operations.png")
+    _png(folder / "activity_profile.png")  # synaptic operations per step, no rate
 
 
 def test_plots_name_layers_and_kinds():

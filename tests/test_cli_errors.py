@@ -206,3 +206,27 @@ def test_a_closed_pipe_ends_quietly():
     err = run.stderr.read().decode()
     assert run.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_undefined_figures_fail_in_one_line(capsys, tmp_path, monkeypatch):
+    """A model that turns its input into NaN: the figures cannot be computed; the first
+    section that finds it says so (it was a traceback)."""
+    source = """
+    import torch
+    import snntorch as snn
+
+    class Poison(torch.nn.Module):
+        def forward(self, x):
+            return x * float("nan")
+
+    def build():
+        return torch.nn.Sequential(
+            Poison(), torch.nn.Linear(3, 4), snn.Leaky(beta=0.9, init_hidden=True)
+        )
+    """
+    name = _module(tmp_path, monkeypatch, source)
+    err = _fails(capsys, ["--model", f"{name}:build", "--input-shape", "3", "--timesteps", "2"])
+    assert err.startswith(
+        "snnmetrics: error: computing the synaptic operations: a connection layer received NaN "
+        "inputs"
+    )
