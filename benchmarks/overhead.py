@@ -6,13 +6,16 @@ so that per-call hook cost shows) three identical copies of one model run the sa
 * plain: never hooked;
 * snnmetrics: the hooked metrics on, ``update()`` after every batch;
 * neurobench (if installed): its SynapticOperations, ActivationSparsity and MembraneUpdates
-  driven the way ``Benchmark.run`` drives them.
+  driven the way ``Benchmark.run`` drives them;
+* with ``--activity``, also ``SpikeTrainStatistics`` alone and ``ActivityProfile`` alone
+  (``max_steps`` = the batches' timesteps), each on its own copy, ``update()`` after every
+  batch (the default comparison is then interleaved with two more configurations).
 
 Hooks are attached and warmed up by one batch before timing (once per training run);
 each configuration is then timed (CPU time of the process, one thread,
 ``torch.no_grad()``) as the minimum over interleaved repeats of the same batches, in an
 order that rotates from one repeat to the next.
-Run: ``python benchmarks/overhead.py [--repeats 15] [--json PATH]``.
+Run: ``python benchmarks/overhead.py [--repeats 15] [--activity] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ METRICS: tuple[Callable[[nn.Module], sm.HookedMetric], ...] = (
 
 
 Epoch = Callable[[list[torch.Tensor]], None]
+Runner = Callable[[nn.Module], tuple[Epoch, Callable[[], None]]]
 
 
 def _plain(net: nn.Module) -> tuple[Epoch, Callable[[], None]]:
@@ -108,7 +112,7 @@ def _time(epoch: Epoch, batches: list[torch.Tensor]) -> float:
 
 
 def compare(
-    runners: dict[str, Callable[[nn.Module], tuple[Epoch, Callable[[], None]]]],
+    runners: dict[str, Runner],
     base: nn.Module,
     batches: list[torch.Tensor],
     repeats: int,
@@ -137,7 +141,23 @@ def compare(
     return best
 
 
-def run(repeats: int, n_batches: int) -> dict[str, Any]:
+ACTIVITY = ("spike_trains", "activity_profile")  # --activity: each metric alone
+
+
+def _activity_runners(steps: int) -> dict[str, Runner]:
+    """SpikeTrainStatistics and ActivityProfile (room for ``steps`` steps), each alone."""
+
+    def profile(net: nn.Module) -> sm.HookedMetric:
+        return sm.ActivityProfile(net, max_steps=steps)
+
+    makers = ((sm.SpikeTrainStatistics,), (profile,))
+    return {
+        key: lambda net, make=make: _snnmetrics(net, make)
+        for key, make in zip(ACTIVITY, makers, strict=True)
+    }
+
+
+def run(repeats: int, n_batches: int, activity: bool = False) -> dict[str, Any]:
     torch.set_num_threads(1)
     try:
         import neurobench  # noqa: F401
@@ -163,6 +183,8 @@ def run(repeats: int, n_batches: int) -> dict[str, Any]:
         if have_neurobench:
             runners["snnmetrics_3"] = lambda net: _snnmetrics(net, AS_NEUROBENCH)
             runners["neurobench"] = _neurobench
+        if activity:
+            runners.update(_activity_runners(shape[1]))  # batches are [B, T, ...]
         gen = torch.Generator().manual_seed(1)
         batches = [poisson_spikes(shape, 0.1, gen) for _ in range(n_batches)]
         best = compare(runners, base, batches, repeats)
@@ -174,6 +196,8 @@ def run(repeats: int, n_batches: int) -> dict[str, Any]:
             entry["neurobench_vs_snnmetrics"] = best["neurobench"] / best["snnmetrics"]
             entry["snnmetrics_3_vs_plain"] = best["snnmetrics_3"] / best["plain"]
             entry["neurobench_vs_snnmetrics_3"] = best["neurobench"] / best["snnmetrics_3"]
+        for key in ACTIVITY if activity else ():
+            entry[f"{key}_vs_plain"] = best[key] / best["plain"]
         results["regimes"][name] = entry
     return results
 
@@ -182,9 +206,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batches", type=int, default=2)
+    parser.add_argument(
+        "--activity",
+        action="store_true",
+        help="also time SpikeTrainStatistics and ActivityProfile, each alone",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
-    results = run(args.repeats, args.batches)
+    results = run(args.repeats, args.batches, args.activity)
     print(f"metrics: {', '.join(results['metrics'])}; one thread; min of {args.repeats} repeats")
     print("ours: all five metrics; ours3: the three NeuroBench runs (SynOps, sparsity, membrane)")
     columns = ("plain s", "ours/plain", "ours3/plain", "NB/plain", "NB/ours", "NB/ours3")
@@ -195,6 +224,12 @@ def main() -> None:
             "snnmetrics_3_vs_plain", "neurobench_vs_plain", "neurobench_vs_snnmetrics",
             "neurobench_vs_snnmetrics_3")]
         print(f"{name:<8}" + "".join(f"{cell:>12.3f}" for cell in cells))
+    if args.activity:
+        print("each alone: SpikeTrainStatistics (trains), ActivityProfile (profile)")
+        print(f"{'regime':<8}{'trains/plain':>14}{'profile/plain':>14}")
+        for name, entry in results["regimes"].items():
+            ratios = (entry["spike_trains_vs_plain"], entry["activity_profile_vs_plain"])
+            print(f"{name:<8}" + "".join(f"{ratio:>14.3f}" for ratio in ratios))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
