@@ -180,6 +180,24 @@ class NeuronRule:
     def has_membrane(self) -> bool:
         return self.membrane_after is not None
 
+    def read_spikes(self, module: nn.Module, output: Any) -> Tensor:
+        """The spikes of a call, or a ``TypeError`` if the rule did not give a tensor."""
+        return _tensor(self.spikes(module, output), "spikes", module)
+
+    def read_membrane(self, module: nn.Module, output: Any) -> Tensor:
+        """The membrane after a call, or a ``TypeError`` if the rule did not give a tensor."""
+        assert self.membrane_after is not None
+        return _tensor(self.membrane_after(module, output), "membrane", module)
+
+
+def _tensor(value: object, what: str, module: nn.Module) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"the {what} of {type(module).__name__} must be a tensor, got "
+            f"{type(value).__name__}: register a NeuronRule that reads it"
+        )
+    return value
+
 
 REGISTRY: TypeRegistry[NeuronRule] = TypeRegistry()
 

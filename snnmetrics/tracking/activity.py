@@ -182,12 +182,7 @@ class SpikeTap(Tap):
         self._add_hook(module.register_forward_hook, self._hook)
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        spikes = self.rule.spikes(module, output)
-        if not isinstance(spikes, Tensor):
-            raise TypeError(
-                f"the spikes of {type(module).__name__} must be a tensor, got "
-                f"{type(spikes).__name__}: register a NeuronRule that reads them"
-            )
+        spikes = self.rule.read_spikes(module, output)
         spikes = spikes.detach()
         if spikes.ndim == 0:
             spikes = spikes.reshape(1)

@@ -183,12 +183,7 @@ class CodeTap(Tap):
     # --- the hook ----------------------------------------------------------------------
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        spikes = self.rule.spikes(module, output)
-        if not isinstance(spikes, Tensor):
-            raise TypeError(
-                f"the spikes of {type(module).__name__} must be a tensor, got "
-                f"{type(spikes).__name__}: register a NeuronRule that reads them"
-            )
+        spikes = self.rule.read_spikes(module, output)
         rows = spikes.shape[0] if spikes.ndim else 1
         if rows == 0:
             return  # an empty batch: no call

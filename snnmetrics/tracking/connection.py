@@ -177,8 +177,10 @@ class ConnectionTap(Tap):
         self._trace_call(x.shape[0] if n_rows else 1, x.device)
         magnitude = x.detach().abs()
         nonzero = magnitude.clamp(max=1).ceil()  # 0/1, NaN stays
-        per_feature = nonzero.sum(tuple(range(n_rows)), dtype=torch.float64).flatten()
-        mac = (magnitude - nonzero).abs().amax().clamp(max=1).ceil().to(torch.float64)
+        # summed in float32 while exact (a feature's count is at most the rows)
+        exact = torch.float32 if rows <= _FLOAT32_EXACT else torch.float64
+        per_feature = nonzero.sum(tuple(range(n_rows)), dtype=exact).flatten()
+        mac = (magnitude - nonzero).abs().amax().clamp(max=1).ceil().to(exact)
         pending.counts.add_(torch.stack((per_feature, per_feature * mac)))
         pending.rows.add_(rows)
 

@@ -61,7 +61,7 @@ def _changed(after: Tensor, before: Tensor) -> Tensor:
     """How many elements differ between ``after`` and ``before``, as a 0-d float64 tensor;
     NaN if one is NaN."""
     difference = (after - before).to(float_dtype(after)).abs()
-    return _indicate_nonzero(difference).sum(dtype=_F64)
+    return _indicate_nonzero(difference).sum(dtype=_sum_dtype(difference)).to(_F64)
 
 
 class _TracedNeuron(NamedTuple):
@@ -166,7 +166,7 @@ class NeuronTap(Tap):
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
         """:meth:`_hook` as ``torch.compile`` traces it (see :class:`Tap`)."""
-        spikes = self._read_spikes(module, output)
+        spikes = self.rule.read_spikes(module, output)
         before, self._traced_before = self._traced_before, None
         rows = spikes.shape[0] if spikes.ndim else 1
         if rows == 0:
@@ -175,7 +175,7 @@ class NeuronTap(Tap):
         correction: Tensor | None = None
         neuron_steps = 0
         if self._membrane:
-            after = self._read_membrane(module, output)
+            after = self.rule.read_membrane(module, output)
             neuron_steps = after.numel()
             if before is None or before.shape != after.shape:  # a fresh state: all change
                 changed = torch.full((), float(neuron_steps), dtype=_F64, device=after.device)
@@ -190,7 +190,7 @@ class NeuronTap(Tap):
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
         """:meth:`_steps_hook` as ``torch.compile`` traces it."""
-        spikes = self._read_spikes(module, output)
+        spikes = self.rule.read_spikes(module, output)
         before, self._traced_before = self._traced_before, None
         first_input = args[0] if args else next(iter(kwargs.values()), None)
         batch = (
@@ -239,10 +239,11 @@ class NeuronTap(Tap):
         nonzero = _indicate_nonzero(spikes.detach().abs())
         zero = torch.zeros((), dtype=_F64, device=spikes.device)
         if state.per_neuron is not None:  # summed from it when folded
-            state.per_neuron.add_(nonzero.sum(0, dtype=_F64) if nonzero.ndim > 1 else nonzero)
+            per_neuron = nonzero.sum(0, dtype=_sum_dtype(nonzero)) if nonzero.ndim > 1 else nonzero
+            state.per_neuron.add_(per_neuron)
             total = zero
         else:
-            total = nonzero.sum(dtype=_F64)
+            total = nonzero.sum(dtype=_sum_dtype(nonzero)).to(_F64)
         state.counts.add_(torch.stack((total, zero if changed is None else changed)))
         rows = spikes.shape[0] if spikes.ndim else 1
         state.ints.add_(
@@ -288,7 +289,7 @@ class NeuronTap(Tap):
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
         """One step per call (the rule has no ``steps``)."""
-        spikes = self._read_spikes(module, output)
+        spikes = self.rule.read_spikes(module, output)
         if spikes.ndim and spikes.shape[0] == 0:
             self._before.pop(threading.get_ident(), None)
             return  # an empty batch: no call
@@ -301,7 +302,7 @@ class NeuronTap(Tap):
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
         """A call that may run several steps (the rule has ``steps``)."""
-        spikes = self._read_spikes(module, output)
+        spikes = self.rule.read_spikes(module, output)
         first = args[0] if args else next(iter(kwargs.values()), None)
         batch = first.shape[0] if isinstance(first, Tensor) and first.ndim else spikes.shape[0]
         if batch == 0 or spikes.numel() == 0:
@@ -319,15 +320,6 @@ class NeuronTap(Tap):
         self._outputs += spikes.numel()
         self._spikes.stage_magnitude(spikes)
         self._dirty = True  # set after staging: a first call's staging may flush
-
-    def _read_spikes(self, module: nn.Module, output: Any) -> Tensor:
-        spikes = self.rule.spikes(module, output)
-        if not isinstance(spikes, Tensor):
-            raise TypeError(
-                f"the spikes of {type(module).__name__} must be a tensor, got "
-                f"{type(spikes).__name__}: register a NeuronRule that reads them"
-            )
-        return spikes
 
     def _count_spikes(
         self, magnitudes: Tensor, _: Tensor | None = None, ridden: Tensor | None = None
@@ -379,20 +371,10 @@ class NeuronTap(Tap):
         assert self._pending_changed is not None
         self._pending_changed.add_(_count_changed(calls))
 
-    def _read_membrane(self, module: nn.Module, output: Any) -> Tensor:
-        assert self.rule.membrane_after is not None
-        after = self.rule.membrane_after(module, output)
-        if not isinstance(after, Tensor):
-            raise TypeError(
-                f"the membrane of {type(module).__name__} must be a tensor, got "
-                f"{type(after).__name__}: register a NeuronRule that reads it"
-            )
-        return after
-
     def _count_membrane(self, module: nn.Module, output: Any, firsts: Sequence[Window]) -> None:
         assert self._pending_changed is not None
         before = self._before.pop(threading.get_ident(), None)
-        after = self._read_membrane(module, output)
+        after = self.rule.read_membrane(module, output)
         neurons = after.numel()
         self._neuron_steps += neurons
         if before is None or before.shape != after.shape:
@@ -439,7 +421,7 @@ class NeuronTap(Tap):
     ) -> tuple[Tensor | None, int]:
         """The membrane of every step of a call, ``[steps, neurons]`` (``None`` if only the
         state after the call is kept), and the neurons x samples of one step."""
-        after = self._read_membrane(module, output)
+        after = self.rule.read_membrane(module, output)
         neurons = outputs // max(steps, 1)
         if after.numel() == outputs:
             return after.detach().reshape(steps, neurons), neurons
