@@ -62,7 +62,9 @@ import snntorch as snn
 import torch
 from overhead import METRICS, compare  # type: ignore[import-not-found]
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
+import snnmetrics as sm
 from snnmetrics.examples import conv_snn, mlp_snn, poisson_spikes, reset_neurons, run_steps
 
 HERE = Path(__file__).resolve().parent
@@ -171,6 +173,12 @@ class SpikingSelfAttention(nn.Module):
         y = (q @ k.transpose(-2, -1)) @ v * self.scale
         y = y.transpose(1, 2).reshape(x.shape)
         return self.proj_lif(self.proj(self.attn_lif(y)))
+
+
+# the products of activations in its forward count as synaptic operations (0.2.0; the
+# baseline library, 0.1.0, has no ProductRule and leaves them out)
+if hasattr(sm, "ProductRule"):
+    sm.register_connection(SpikingSelfAttention, sm.ProductRule())
 
 
 class MHAAttention(nn.Module):
@@ -350,6 +358,8 @@ class Floor:
                 self._attention(module)
             elif id(module) in inside_attention:
                 continue  # out_proj is called functionally: its hooks never run
+            elif isinstance(module, SpikingSelfAttention):
+                self._products(module)
             elif isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
                 self._connection(module)
             elif isinstance(module, snn.SpikingNeuron):
@@ -396,6 +406,33 @@ class Floor:
                     self._add(state, "nonzero", _nonzero(x).sum(tuple(range(x.ndim - 1))))
 
         self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def _products(self, module: nn.Module) -> None:
+        """The reads of the products of activations in the module's forward (``@``): the
+        nonzeros of each column of the left operand times those of each row of the right,
+        watched by a torch function mode between the module's pre- and post-hook."""
+        state = self._state(pairs=None)
+        add = self._add
+        entered: list[TorchFunctionMode] = []
+
+        class Products(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+                out = func(*args, **(kwargs or {}))
+                if func is Tensor.matmul or func is torch.matmul:
+                    pairs = _nonzero(args[0]).sum(-2) * _nonzero(args[1]).sum(-1)
+                    add(state, "pairs", pairs.sum())
+                return out
+
+        def pre(layer: nn.Module, args: tuple[Any, ...]) -> None:
+            mode = Products()
+            mode.__enter__()
+            entered.append(mode)
+
+        def post(layer: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            entered.pop().__exit__(None, None, None)
+
+        self.handles.append(module.register_forward_pre_hook(pre))
+        self.handles.append(module.register_forward_hook(post))
 
     def _neuron(self, module: nn.Module, membrane: str, multi_step: bool) -> None:
         state = self._state(before=None, spikes=None, changed=None)
