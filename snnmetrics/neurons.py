@@ -182,21 +182,25 @@ class NeuronRule:
 
     def read_spikes(self, module: nn.Module, output: Any) -> Tensor:
         """The spikes of a call, or a ``TypeError`` if the rule did not give a tensor."""
-        return _tensor(self.spikes(module, output), "spikes", module)
+        spikes = self.spikes(module, output)
+        if not isinstance(spikes, Tensor):
+            raise _not_a_tensor(spikes, "spikes", module)
+        return spikes
 
     def read_membrane(self, module: nn.Module, output: Any) -> Tensor:
         """The membrane after a call, or a ``TypeError`` if the rule did not give a tensor."""
         assert self.membrane_after is not None
-        return _tensor(self.membrane_after(module, output), "membrane", module)
+        membrane = self.membrane_after(module, output)
+        if not isinstance(membrane, Tensor):
+            raise _not_a_tensor(membrane, "membrane", module)
+        return membrane
 
 
-def _tensor(value: object, what: str, module: nn.Module) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(
-            f"the {what} of {type(module).__name__} must be a tensor, got "
-            f"{type(value).__name__}: register a NeuronRule that reads it"
-        )
-    return value
+def _not_a_tensor(value: object, what: str, module: nn.Module) -> TypeError:
+    return TypeError(
+        f"the {what} of {type(module).__name__} must be a tensor, got "
+        f"{type(value).__name__}: register a NeuronRule that reads it"
+    )
 
 
 REGISTRY: TypeRegistry[NeuronRule] = TypeRegistry()

@@ -98,17 +98,16 @@ class ConnectionTap(Tap):
             module.register_forward_pre_hook, self._hook, self._traced_hook, with_kwargs=True
         )
 
-    def _input(self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]) -> Tensor:
-        x = args[0] if args else kwargs.get(self._input_name)
-        if not isinstance(x, Tensor):
-            raise TypeError(
-                f"{type(module).__name__} must be called with its input tensor first (or as "
-                f"{self._input_name}=) to be counted"
-            )
-        return x
+    def _no_input(self, module: nn.Module) -> TypeError:
+        return TypeError(
+            f"{type(module).__name__} must be called with its input tensor first (or as "
+            f"{self._input_name}=) to be counted"
+        )
 
     def _hook(self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]) -> None:
-        x = self._input(module, args, kwargs)
+        x = args[0] if args else kwargs.get(self._input_name)
+        if not isinstance(x, Tensor):
+            raise self._no_input(module)
         n_rows = x.ndim - self.n_features
         if n_rows < 0:
             return  # the layer itself rejects this input
@@ -158,7 +157,9 @@ class ConnectionTap(Tap):
         """The hook as ``torch.compile`` traces it: the call's nonzero inputs per feature,
         all and in a MAC call, go to device buffers made once per feature shape, folded
         with the fanout of the weights at the next read."""
-        x = self._input(module, args, kwargs)
+        x = args[0] if args else kwargs.get(self._input_name)
+        if not isinstance(x, Tensor):
+            raise self._no_input(module)
         n_rows = x.ndim - self.n_features
         if n_rows < 0:
             return  # the layer itself rejects this input

@@ -178,6 +178,8 @@ class Tap:
 LOCK = threading.RLock()
 
 _graph_task_id = torch._C._current_graph_task_id  # -1 unless autograd runs a backward pass
+_is_compiling = torch.compiler.is_compiling
+_acquire, _release = LOCK.acquire, LOCK.release
 
 
 class _Hook:
@@ -197,14 +199,17 @@ class _Hook:
         self.traced = traced
 
     def __call__(self, module: nn.Module, *args: Any) -> None:
-        if torch.compiler.is_compiling():
+        if _is_compiling():
             if self.traced is not None:
                 self.traced(module, *args)
             else:
                 _run_eagerly(self.fn, module, *args)
         elif _graph_task_id() == -1:
-            with LOCK:
+            _acquire()  # (not `with LOCK`: the hot path, and twice as fast)
+            try:
                 self.fn(module, *args)
+            finally:
+                _release()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Hook:
         return _Hook(_stale_hook)
