@@ -21,7 +21,6 @@ from torch import Tensor, nn
 __all__ = [
     "ProductCount",
     "linear_operations",
-    "mac_flag",
     "multihead_attention_operations",
     "product_operations",
 ]
@@ -45,18 +44,13 @@ class ProductCount(NamedTuple):
         )
 
 
-def mac_flag(x: Tensor, dims: tuple[int, ...] | None = None) -> Tensor:
-    """1.0 if a value of ``x`` (over ``dims``) is outside {-1, 0, 1}, else 0.0 (float64);
-    NaN if one is NaN."""
+def _nonzero_and_mac(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``x``'s elements as 1.0 where nonzero, 0.0 where zero (NaN stays), and 1.0 if one
+    is outside {-1, 0, 1}, else 0.0 (NaN with NaN), both from one ``|x|``."""
     magnitude = x.detach().abs()
-    distance = (magnitude - magnitude.sign()).abs()
-    distance = distance.amax() if dims is None else distance.amax(dims)
-    return distance.clamp(max=1).ceil().to(_F64)
-
-
-def _nan_of(x: Tensor) -> Tensor:
-    """0.0, or NaN if ``x`` holds a NaN (float64, 0-d)."""
-    return x.detach().sum(dtype=_F64) * 0
+    nonzero = magnitude.clamp(max=1).ceil_()
+    mac = (magnitude - nonzero).abs_().amax().clamp_(max=1).ceil_().to(_F64)
+    return nonzero, mac
 
 
 def product_operations(a: Tensor, b: Tensor) -> ProductCount:
@@ -70,17 +64,16 @@ def product_operations(a: Tensor, b: Tensor) -> ProductCount:
         >>> float(count.effective), float(count.in_mac), count.dense
         (6.0, 0.0, 12)
     """
-    a = a.detach()
-    b = b.detach()
     left = a if a.ndim > 1 else a.unsqueeze(0)
     right = b if b.ndim > 1 else b.unsqueeze(-1)
-    columns = (left != 0).sum(-2, dtype=_F64)  # [..., k]: nonzeros of each column of a
-    rows = (right != 0).sum(-1, dtype=_F64)  # [..., k]: nonzeros of each row of b
-    effective = (columns * rows).sum() + _nan_of(left) + _nan_of(right)
+    left_nonzero, left_mac = _nonzero_and_mac(left)
+    right_nonzero, right_mac = _nonzero_and_mac(right)
+    columns = left_nonzero.sum(-2, dtype=_F64)  # [..., k]: nonzeros of each column of a
+    rows = right_nonzero.sum(-1, dtype=_F64)  # [..., k]: nonzeros of each row of b
+    effective = (columns * rows).sum()  # NaN if an operand has NaN
     batch = math.prod(torch.broadcast_shapes(left.shape[:-2], right.shape[:-2]))
     dense = batch * left.shape[-2] * left.shape[-1] * right.shape[-1]
-    mac = torch.maximum(mac_flag(left), mac_flag(right))
-    return ProductCount(effective, effective * mac, dense)
+    return ProductCount(effective, effective * torch.maximum(left_mac, right_mac), dense)
 
 
 def linear_operations(x: Tensor, weight: Tensor, skip_zero_weights: bool = True) -> ProductCount:
@@ -95,15 +88,15 @@ def linear_operations(x: Tensor, weight: Tensor, skip_zero_weights: bool = True)
         >>> float(count.effective), count.dense  # 2 + 2 for row 0, 2 for row 1
         (6.0, 12)
     """
-    x = x.detach()
     rows = x.reshape(-1, x.shape[-1])
     fanout = (
         (weight.detach() != 0).sum(0, dtype=_F64)
         if skip_zero_weights
         else torch.full((weight.shape[1],), weight.shape[0], dtype=_F64, device=weight.device)
     )
-    effective = (rows != 0).sum(0, dtype=_F64) @ fanout + _nan_of(rows)
-    return ProductCount(effective, effective * mac_flag(rows), rows.shape[0] * weight.numel())
+    nonzero, mac = _nonzero_and_mac(rows)
+    effective = nonzero.sum(0, dtype=_F64) @ fanout  # NaN if the input has NaN
+    return ProductCount(effective, effective * mac, rows.shape[0] * weight.numel())
 
 
 def multihead_attention_operations(
