@@ -18,6 +18,7 @@ from torchmetrics import MetricCollection
 
 import snnmetrics as sm
 from snnmetrics.examples import conv_snn, mlp_snn, poisson_spikes, run_steps
+from tests.workloads import host_reads
 
 MAX_STEPS = 8
 
@@ -566,9 +567,6 @@ def test_ddp_uneven_and_empty_ranks_equal_one_process(ddp2, shards):
 
 # --- no host reads in hooks ---------------------------------------------------------------
 
-SYNCING = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
-
-
 @pytest.mark.parametrize("make, shape", [(mlp_snn, (2, 3, 20)), (conv_snn, (2, 3, 2, 32, 32))])
 def test_hooked_forward_passes_never_read_a_tensor_on_the_host(monkeypatch, make, shape):
     """A CPU stand-in for CUDA's sync debug mode: no tensor becomes a Python value or a
@@ -580,17 +578,8 @@ def test_hooked_forward_passes_never_read_a_tensor_on_the_host(monkeypatch, make
     run_steps(net, x)  # first calls derive fanouts and make buffers
     for metric in metrics:
         metric.update()
-    seen: list[str] = []
-    for name in SYNCING:
-        original = getattr(torch.Tensor, name)
-
-        def spy(self, *args, _name=name, _original=original, **kwargs):
-            seen.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, spy)
-    run_steps(net, x)
-    monkeypatch.undo()
+    with host_reads(monkeypatch) as seen:
+        run_steps(net, x)
     assert seen == []
     for metric in metrics:  # and the run still counted
         metric.update()
@@ -606,18 +595,9 @@ def test_multi_step_hooks_never_read_a_tensor_on_the_host(monkeypatch):
     model.net(x)
     for metric in metrics:
         metric.update()
-    seen: list[str] = []
-    for name in SYNCING:
-        original = getattr(torch.Tensor, name)
-
-        def spy(self, *args, _name=name, _original=original, **kwargs):
-            seen.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, spy)
     model.reset(model.net)
-    model.net(x)
-    monkeypatch.undo()
+    with host_reads(monkeypatch) as seen:
+        model.net(x)
     assert seen == []
     for metric in metrics:
         metric.update()

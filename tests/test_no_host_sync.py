@@ -10,8 +10,7 @@ from torch import nn
 
 import snnmetrics as sm
 from snnmetrics.examples import conv_snn, mlp_snn, poisson_spikes, run_steps
-
-SYNCING = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
+from tests.workloads import host_reads
 
 
 def _every_hooked_metric(net: nn.Module, receptive_fields: bool) -> list[sm.HookedMetric]:
@@ -36,17 +35,8 @@ def test_hooked_forward_passes_never_read_a_tensor_on_the_host(monkeypatch, make
     run_steps(net, x)  # first calls derive fanouts and make buffers: that may read shapes
     for metric in metrics:
         metric.update()
-    seen: list[str] = []
-    for name in SYNCING:
-        original = getattr(torch.Tensor, name)
-
-        def spy(self, *args, _name=name, _original=original, **kwargs):
-            seen.append(_name)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, spy)
-    run_steps(net, x)
-    monkeypatch.undo()
+    with host_reads(monkeypatch) as seen:
+        run_steps(net, x)
     assert seen == []
     for metric in metrics:  # and the run still counted
         metric.update()

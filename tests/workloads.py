@@ -3,7 +3,8 @@ distribution, checkpoints and collections."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import snntorch as snn
@@ -155,3 +156,27 @@ def assert_equal(got: Any, expected: Any, where: str = "") -> None:
         torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True, msg=where)
     else:
         assert got == expected, where
+
+
+SYNCING = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+@contextlib.contextmanager
+def host_reads(monkeypatch: Any) -> Iterator[list[str]]:
+    """A CPU stand-in for CUDA's sync debug mode: the names of the tensor methods that
+    made a tensor a Python value or a host copy while the block ran."""
+    seen: list[str] = []
+    for name in SYNCING:
+        original = getattr(torch.Tensor, name)
+
+        def spy(self: torch.Tensor, *args: Any, _name: str = name, _original: Any = original,
+                **kwargs: Any) -> Any:
+            seen.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    try:
+        yield seen
+    finally:
+        monkeypatch.undo()
+

@@ -17,7 +17,9 @@ __all__ = [
 ]
 
 
-def _as_counts(name: str, value: Tensor | int) -> Tensor:
+def as_counts(name: str, value: Tensor | int) -> Tensor:
+    """``value`` as float64 counts, or a ``ValueError`` naming ``name`` if it holds a
+    negative or non-finite number."""
     counts = torch.as_tensor(value)
     if counts.is_floating_point() and not bool(torch.isfinite(counts).all()):
         raise ValueError(f"{name} must be finite")
@@ -27,7 +29,7 @@ def _as_counts(name: str, value: Tensor | int) -> Tensor:
 
 
 def _one_count(name: str, value: Tensor | int, least: int) -> Tensor:
-    count = _as_counts(name, value)
+    count = as_counts(name, value)
     if count.numel() != 1 or float(count) < least:
         raise ValueError(f"{name} must be one number >= {least}, got {value}")
     return count.reshape(())
@@ -42,7 +44,7 @@ def membrane_updates(updates: Tensor, samples: Tensor | int) -> Tensor:
         >>> membrane_updates(torch.tensor([250, 40]), 5)
         tensor(58., dtype=torch.float64)
     """
-    return _as_counts("updates", updates).sum() / _one_count("samples", samples, 0)
+    return as_counts("updates", updates).sum() / _one_count("samples", samples, 0)
 
 
 def neuron_operations(
@@ -66,8 +68,8 @@ def neuron_operations(
         >>> float(out["effective"]), float(out["dense"])
         (200.0, 200.0)
     """
-    cost = _as_counts("costs", costs)
-    done, every = _as_counts("updates", updates), _as_counts("neuron_steps", neuron_steps)
+    cost = as_counts("costs", costs)
+    done, every = as_counts("updates", updates), as_counts("neuron_steps", neuron_steps)
     if not done.shape == every.shape == cost.shape:
         raise ValueError(
             "updates, neuron_steps and costs need one entry per layer, got shapes "
@@ -86,7 +88,7 @@ def activation_sparsity(zeros: Tensor, elements: Tensor) -> Tensor:
         >>> activation_sparsity(torch.tensor([240]), torch.tensor([250]))
         tensor(0.9600, dtype=torch.float64)
     """
-    zero, total = _as_counts("zeros", zeros).sum(), _as_counts("elements", elements).sum()
+    zero, total = as_counts("zeros", zeros).sum(), as_counts("elements", elements).sum()
     if float(zero) > float(total):
         raise ValueError(f"zeros ({float(zero):g}) exceed elements ({float(total):g})")
     return zero / total
@@ -104,7 +106,7 @@ def firing_rates(spike_counts: Tensor, observations: Tensor | int) -> Tensor:
         >>> firing_rates(torch.tensor([0, 5, 10]), 10)
         tensor([0.0000, 0.5000, 1.0000], dtype=torch.float64)
     """
-    counts = _as_counts("spike_counts", spike_counts)
+    counts = as_counts("spike_counts", spike_counts)
     n = _one_count("observations", observations, 1)
     if bool((counts > n).any()):
         raise ValueError("a neuron has more spikes than sample-steps")

@@ -22,16 +22,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from snnmetrics.functional.neuron import as_counts
+
 __all__ = ["cv_isi", "fano_factor", "spike_train_statistics", "step_rates"]
-
-
-def _float(name: str, value: Tensor | int) -> Tensor:
-    counts = torch.as_tensor(value)
-    if counts.is_floating_point() and not bool(torch.isfinite(counts).all()):
-        raise ValueError(f"{name} must be finite")
-    if bool((counts < 0).any()):
-        raise ValueError(f"{name} must be non-negative sums of counts")
-    return counts.to(torch.float64)
 
 
 def fano_factor(count_sum: Tensor, count_square_sum: Tensor, trains: Tensor | int) -> Tensor:
@@ -52,13 +45,13 @@ def fano_factor(count_sum: Tensor, count_square_sum: Tensor, trains: Tensor | in
         >>> fano_factor(torch.tensor([8, 0]), torch.tensor([18, 0]), 4)
         tensor([0.2500,    nan], dtype=torch.float64)
     """
-    s1, s2 = _float("count_sum", count_sum), _float("count_square_sum", count_square_sum)
+    s1, s2 = as_counts("count_sum", count_sum), as_counts("count_square_sum", count_square_sum)
     if s1.shape != s2.shape:
         raise ValueError(
             f"count_sum and count_square_sum must have one shape, got {tuple(s1.shape)} "
             f"and {tuple(s2.shape)}"
         )
-    n = _float("trains", trains).to(s1.device)
+    n = as_counts("trains", trains).to(s1.device)
     variance_times_n2 = (n * s2 - s1 * s1).clamp_(min=0)  # n^2 var; exact for exact sums
     return torch.where(s1 > 0, variance_times_n2 / (n * s1), torch.nan)
 
@@ -81,9 +74,9 @@ def cv_isi(interval_sum: Tensor, interval_square_sum: Tensor, intervals: Tensor)
         >>> cv_isi(torch.tensor([6, 4, 4]), torch.tensor([12, 10, 16]), torch.tensor([3, 2, 1]))
         tensor([0.0000, 0.5000,    nan], dtype=torch.float64)
     """
-    i1 = _float("interval_sum", interval_sum)
-    i2 = _float("interval_square_sum", interval_square_sum)
-    m = _float("intervals", intervals)
+    i1 = as_counts("interval_sum", interval_sum)
+    i2 = as_counts("interval_square_sum", interval_square_sum)
+    m = as_counts("intervals", intervals)
     if not i1.shape == i2.shape == m.shape:
         raise ValueError(
             "interval_sum, interval_square_sum and intervals must have one shape, got "
@@ -141,7 +134,7 @@ def step_rates(spikes: Tensor, observations: Tensor) -> Tensor:
         >>> step_rates(torch.tensor([3, 6, 0]), torch.tensor([12, 12, 0]))
         tensor([0.2500, 0.5000,    nan], dtype=torch.float64)
     """
-    fired, seen = _float("spikes", spikes), _float("observations", observations)
+    fired, seen = as_counts("spikes", spikes), as_counts("observations", observations)
     if fired.shape != seen.shape:
         raise ValueError(
             f"spikes and observations must have one shape, got {tuple(fired.shape)} and "

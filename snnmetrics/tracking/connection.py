@@ -98,22 +98,28 @@ class ConnectionTap(Tap):
             module.register_forward_pre_hook, self._hook, self._traced_hook, with_kwargs=True
         )
 
-    def _no_input(self, module: nn.Module) -> TypeError:
-        return TypeError(
-            f"{type(module).__name__} must be called with its input tensor first (or as "
-            f"{self._input_name}=) to be counted"
-        )
-
-    def _hook(self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]) -> None:
+    def _call(
+        self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]
+    ) -> tuple[Tensor, int, int] | None:
+        """A call's input, its number of row dims and of rows; ``None`` for a call that
+        counts nothing (the layer rejects it, or an empty batch: no call)."""
         x = args[0] if args else kwargs.get(self._input_name)
         if not isinstance(x, Tensor):
-            raise self._no_input(module)
+            raise TypeError(
+                f"{type(module).__name__} must be called with its input tensor first (or as "
+                f"{self._input_name}=) to be counted"
+            )
         n_rows = x.ndim - self.n_features
         if n_rows < 0:
-            return  # the layer itself rejects this input
+            return None
         rows = x.shape[0] if n_rows == 1 else math.prod(x.shape[:n_rows])
-        if rows == 0:
-            return  # an empty batch: nothing reaches the layer, and it is no call
+        return None if rows == 0 else (x, n_rows, rows)
+
+    def _hook(self, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, Any]) -> None:
+        call = self._call(module, args, kwargs)
+        if call is None:
+            return
+        x, n_rows, rows = call
         self._note_call(x.shape[0] if n_rows else 1)
         weight = self.rule.weight(module)
         huge = rows > _FLOAT32_EXACT  # such a call is summed in float64
@@ -157,15 +163,10 @@ class ConnectionTap(Tap):
         """The hook as ``torch.compile`` traces it: the call's nonzero inputs per feature,
         all and in a MAC call, go to device buffers made once per feature shape, folded
         with the fanout of the weights at the next read."""
-        x = args[0] if args else kwargs.get(self._input_name)
-        if not isinstance(x, Tensor):
-            raise self._no_input(module)
-        n_rows = x.ndim - self.n_features
-        if n_rows < 0:
-            return  # the layer itself rejects this input
-        rows = math.prod(x.shape[:n_rows])
-        if rows == 0:
-            return  # an empty batch: no call
+        call = self._call(module, args, kwargs)
+        if call is None:
+            return
+        x, n_rows, rows = call
         key = (x.shape[n_rows:], x.device)
         pending = self._traced.get(key)
         if pending is None:
