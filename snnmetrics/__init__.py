@@ -32,7 +32,7 @@ from snnmetrics.metrics import (
 from snnmetrics.neurons import NeuronRule, register_neuron
 from snnmetrics.results import scalars
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "ActivationSparsity",
