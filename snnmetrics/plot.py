@@ -47,10 +47,7 @@ def plot_firing_rates(
         raise ValueError("there is no layer to plot")
     names = list(result)
     data = [result[name]["rates"].detach().flatten().cpu().numpy() for name in names]
-    if ax is None:
-        fig, ax = _pyplot().subplots(figsize=(max(6.0, 1.2 * len(names)), 4.5))
-    else:
-        fig = ax.get_figure()
+    fig, ax = figure_for(ax, (max(6.0, 1.2 * len(names)), 4.5))
     boxes = ax.boxplot(data, widths=0.5, showmeans=True, meanline=True, patch_artist=True)
     ax.set_xticks(range(1, len(names) + 1), _tick_labels(names, layer_types))
     ax.set_xlabel("layer")
@@ -102,10 +99,7 @@ def plot_operations(
     if not bars:
         raise ValueError("there is no layer to plot")
     bars.sort(key=lambda bar: layer_order(bar[0]))
-    if ax is None:
-        fig, ax = _pyplot().subplots(figsize=(max(6.0, 0.9 * len(bars)), 4.5))
-    else:
-        fig = ax.get_figure()
+    fig, ax = figure_for(ax, (max(6.0, 0.9 * len(bars)), 4.5))
     for kind, colour in (("synaptic", "tab:blue"), ("neuron", "tab:orange")):
         where = [i for i, bar in enumerate(bars) if bar[3] == kind]
         if not where:
@@ -164,8 +158,8 @@ def plot_result(
     return fig, ax
 
 
-def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
-    """``ax`` and its figure, or new ones of ``size`` inches."""
+def figure_for(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
+    """``ax`` and its figure, or a new figure of ``size`` inches and its axes."""
     if ax is None:
         fig, ax = _pyplot().subplots(figsize=size)
         return fig, ax
@@ -180,7 +174,7 @@ def _plot_over_time(results: Sequence[Any], ax: Axes | None) -> tuple[Figure, Ax
             series.setdefault(key.lstrip("/"), [float("nan")] * step).append(float(value))
     if not series:
         raise ValueError("there is no scalar figure to plot")
-    fig, ax = _figure(ax, (7.0, 4.5))
+    fig, ax = figure_for(ax, (7.0, 4.5))
     for key, values in series.items():
         ax.plot(range(len(values)), values, marker="o", label=key or None)
     ax.set_xlabel("result (epoch, say)")
@@ -201,7 +195,7 @@ def _plot_bars(
         raise ValueError("there is no scalar figure to plot")
     names = sorted(groups, key=layer_order)
     keys = list(dict.fromkeys(key for bars in groups.values() for key in bars))
-    fig, ax = _figure(ax, (max(6.0, 0.3 * len(names) * len(keys) + 2), 4.5))
+    fig, ax = figure_for(ax, (max(6.0, 0.3 * len(names) * len(keys) + 2), 4.5))
     width = 0.8 / len(keys)
     heights = []
     for j, key in enumerate(keys):
@@ -243,7 +237,7 @@ def plot_fields(
         fig, grid = _pyplot().subplots(1, len(names), figsize=size, squeeze=False)
         all_axes = list(grid[0])
     elif len(names) == 1:
-        fig, all_axes = _figure(ax, (4.0, 4.0))[0], [ax]
+        fig, all_axes = figure_for(ax, (4.0, 4.0))[0], [ax]
     else:
         raise ValueError(f"{len(names)} layers to draw: pass ax=None for one axes per layer")
     for name, axes in zip(names, all_axes, strict=True):

@@ -14,7 +14,7 @@ from snnmetrics.functional.spiketrain import spike_train_statistics, step_rates
 from snnmetrics.metrics.base import HookedMetric, add_per_layer
 from snnmetrics.metrics.lazy import LazyShapes
 from snnmetrics.neurons import find_neurons
-from snnmetrics.plot import _pyplot
+from snnmetrics.plot import figure_for
 from snnmetrics.tracking.activity import (
     OpsSink,
     RateSink,
@@ -264,10 +264,7 @@ class SpikeTrainStatistics(LazyShapes, _SinkMetric):
         result = self.compute() if val is None else val
         if not result:
             raise ValueError("there is no layer to plot")
-        if ax is None:
-            fig, ax = _pyplot().subplots(figsize=(max(6.0, 1.6 * len(result)), 4.5))
-        else:
-            fig = ax.get_figure()
+        fig, ax = figure_for(ax, (max(6.0, 1.6 * len(result)), 4.5))
         names = list(result)
         for offset, key, color in ((-0.2, "fano_factor", "C0"), (0.2, "cv_isi", "C1")):
             data = []
@@ -494,10 +491,7 @@ class ActivityProfile(_SinkMetric):
         if not last:
             raise ValueError("there is no step to plot: run the model and call update() first")
         steps = range(max(last) + 1)
-        if ax is None:
-            fig, ax = _pyplot().subplots(figsize=(8.0, 4.5))
-        else:
-            fig = ax.get_figure()
+        fig, ax = figure_for(ax, (8.0, 4.5))
         kind = {name: type(self.model.get_submodule(name)).__name__ for name in result}
         for name, rate in rates.items():
             label = f"{name} ({kind[name]}) rate"
