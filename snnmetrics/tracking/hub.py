@@ -124,8 +124,7 @@ class Tap:
 
     def _note_call(self, batch_size: int) -> Sequence[Window]:
         """Count a call; return the windows for which it is this tap's first call."""
-        self._calls += 1
-        self._snapshot = None
+        self._calls += 1  # (which also makes the next read take new totals)
         if not self._awaiting:
             return ()
         firsts, self._awaiting = self._awaiting, []
