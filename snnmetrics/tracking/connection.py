@@ -26,7 +26,8 @@ _FLOAT64_EXACT = 2**53
 
 class _TracedPending(NamedTuple):
     """What traced calls of one feature shape counted since the last fold: float64
-    ``counts`` ``[all, in MAC calls]`` per feature and ``rows`` ``[1]``."""
+    ``counts`` ``[all, in MAC calls]`` per feature (``[2, *feature shape]``) and ``rows``
+    ``[1]``."""
 
     counts: Tensor
     rows: Tensor
@@ -170,20 +171,28 @@ class ConnectionTap(Tap):
         key = (x.shape[n_rows:], x.device)
         pending = self._traced.get(key)
         if pending is None:
-            features = key[0].numel()
             pending = _TracedPending(
-                torch.zeros((2, features), dtype=torch.float64, device=x.device),
+                torch.zeros((2, *key[0]), dtype=torch.float64, device=x.device),
                 torch.zeros(1, dtype=torch.float64, device=x.device),
             )
             self._traced[key] = pending
         self._trace_call(x.shape[0] if n_rows else 1, x.device)
         magnitude = x.detach().abs()
         nonzero = magnitude.clamp(max=1).ceil()  # 0/1, NaN stays
+        distance = (magnitude - nonzero).abs()  # zero throughout iff an AC call
         # summed in float32 while exact (a feature's count is at most the rows)
         exact = torch.float32 if rows <= _FLOAT32_EXACT else torch.float64
-        per_feature = nonzero.sum(tuple(range(n_rows)), dtype=exact).flatten()
-        mac = (magnitude - nonzero).abs().amax().clamp(max=1).ceil().to(exact)
-        pending.counts.add_(torch.stack((per_feature, per_feature * mac)))
+        if n_rows:
+            # both reduced over the rows, in the feature layout: inductor fuses the two
+            # into one pass over the input (a flattened or stacked count took 1.2x as long)
+            rows_dims = tuple(range(n_rows))
+            per_feature = nonzero.sum(rows_dims, dtype=exact)
+            distance = distance.amax(rows_dims)
+        else:
+            per_feature = nonzero.to(exact)
+        mac = distance.amax().clamp(max=1).ceil().to(exact)
+        pending.counts[0].add_(per_feature)
+        pending.counts[1].add_(per_feature * mac)
         pending.rows.add_(rows)
 
     def _structural_map(
@@ -275,7 +284,8 @@ class ConnectionTap(Tap):
                     self._counts = torch.zeros(WIDTH, dtype=torch.float64, device=device)
                 effective = self._current_effective_fanout(module, feature_shape)
                 structural = structural_map if self.want_structural else None
-                self._add_pending(traced.counts.to(self._counts.device), effective, structural)
+                counts = traced.counts.reshape(2, -1).to(self._counts.device)
+                self._add_pending(counts, effective, structural)
             self._dense += rows * dense_per_row
             traced.counts.zero_()
             traced.rows.zero_()
