@@ -44,6 +44,6 @@ def _count(
     return CallCount(count.effective, count.in_mac, count.dense, samples)
 
 
-MULTIHEAD_ATTENTION = CallRule(count=_count, counts_submodules=True)
+MULTIHEAD_ATTENTION = CallRule(count=_count, counts_submodules=True, traceable=True)
 
 register_connection(nn.MultiheadAttention, MULTIHEAD_ATTENTION)

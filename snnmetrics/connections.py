@@ -106,6 +106,10 @@ class CallRule:
     counts_submodules: bool = False
     """Whether ``count`` includes what the layer's submodules do (``nn.MultiheadAttention``
     applies its ``out_proj`` functionally): they are then not counted on their own."""
+    traceable: bool = False
+    """Whether ``torch.compile`` may trace ``count`` into the model's graph: it then gets
+    an empty ``cache`` at every call and must give ``dense`` as an ``int``. Otherwise the
+    count runs eagerly, at a graph break."""
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,40 @@ def test_attention_written_with_matmul_compiled_equals_eager():
     assert explained.graph_break_count == 0, explained.break_reasons
 
 
+class SpikingMHA(nn.Module):
+    """``nn.MultiheadAttention`` on spikes, called with a keyword and a mask."""
+
+    def __init__(self, dim: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.lif = snn.Leaky(beta=0.5, init_hidden=True, threshold=0.3)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        with torch.no_grad():
+            self.attention.in_proj_weight[:3] = 0.0  # zero weights: effective != structural
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spikes = self.lif(x)
+        mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).triu(1)
+        return self.attention(spikes, spikes, spikes, attn_mask=mask, need_weights=False)[0]
+
+
+def test_multihead_attention_compiled_equals_eager_without_a_graph_break():
+    def make() -> nn.Module:
+        torch.manual_seed(3)
+        return nn.Sequential(SpikingMHA())
+
+    factories = {
+        "synops": sm.SynapticOperations,
+        "synops_all_weights": lambda net: sm.SynapticOperations(net, skip_zero_weights=False),
+        "energy": sm.Energy,
+    }
+    eager, _ = _run(make, factories, (5, 8), compiled=False)
+    torch._dynamo.reset()
+    compiled, net = _run(make, factories, (5, 8), compiled=True, backend="aot_eager")
+    assert_equal(compiled, eager)
+    explained = torch._dynamo.explain(net)(torch.zeros(3, 5, 8))
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
 def test_a_metric_attached_after_the_first_compiled_call_raises_what_to_do():
     net = mlp()
     model = torch.compile(net, backend="aot_eager")

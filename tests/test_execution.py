@@ -308,6 +308,55 @@ def test_multihead_attention_equals_a_brute_force(batch_first, separate_kv, bias
     assert float(synops.compute()["synops"]) * batch == expected
 
 
+@pytest.mark.parametrize(
+    ("attn_mask", "padding", "bias_kv", "zero_attn"),
+    [
+        (None, None, False, False),
+        ("bool", None, True, True),
+        ("float3d", "bool", False, True),
+        ("causal", "float", True, False),
+        (None, "bool", True, True),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
+def test_recomputed_attention_weights_are_torchs(attn_mask, padding, bias_kv, zero_attn):
+    """The count recomputes the attention weights from its own projections: they must be
+    the weights torch's layer returns, for every kind of mask and appended key."""
+    from snnmetrics.functional.attention import _attention_weights
+
+    torch.manual_seed(9)
+    embed, heads, batch, length, source = 8, 2, 3, 4, 5
+    mha = nn.MultiheadAttention(embed, heads, add_bias_kv=bias_kv, add_zero_attn=zero_attn)
+    mha.eval()
+    query, memory = torch.randn(length, batch, embed), torch.randn(source, batch, embed)
+    masks = {
+        None: None,
+        "bool": torch.rand(length, source) < 0.3,
+        "float3d": torch.where(torch.rand(batch * heads, length, source) < 0.3, -1e9, 0.5),
+        "causal": torch.ones(length, source, dtype=torch.bool).triu(1),
+    }
+    paddings = {
+        None: None,
+        "bool": torch.tensor([[False] * 4 + [True]] * batch),
+        "float": torch.where(torch.rand(batch, source) < 0.3, float("-inf"), 0.0),
+    }
+    options = {"attn_mask": masks[attn_mask], "key_padding_mask": paddings[padding]}
+    with torch.no_grad():
+        _, expected = mha(query, memory, memory, need_weights=True,
+                          average_attn_weights=False, **options)
+        w_q, w_k, _ = mha.in_proj_weight.chunk(3)
+        b_q, b_k, _ = mha.in_proj_bias.chunk(3)
+        q, k = F.linear(query, w_q, b_q), F.linear(memory, w_k, b_k)
+        if bias_kv:
+            k = torch.cat([k, mha.bias_k.expand(1, batch, embed)])
+        per_head = embed // heads
+        q, k = (t.reshape(t.shape[0], batch * heads, per_head).transpose(0, 1) for t in (q, k))
+        if zero_attn:
+            k = torch.cat([k, k.new_zeros(batch * heads, 1, per_head)], dim=1)
+        weights = _attention_weights(q * (1.0 / per_head) ** 0.5, k, mha, batch, options)
+    assert torch.equal(weights.reshape(expected.shape), expected)
+
+
 class SpikingSelfAttention(nn.Module):
     """Spikformer's spiking self-attention: spiking Q, K, V and products written with @."""
 

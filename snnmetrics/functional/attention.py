@@ -114,7 +114,8 @@ def multihead_attention_operations(
     (:func:`product_operations`): the scaled queries with the keys, and the attention
     weights with the values. The attention weights are those of torch's own
     ``F.multi_head_attention_forward`` with the call's masks, without dropout (dropout
-    in training is not seen); the count re-runs the attention, about the cost of the call.
+    in training is not seen). The count recomputes the projections and the attention
+    weights, which costs about as much as the call itself.
     """
     batched = query.dim() == 3
     if mha.batch_first and batched:
@@ -147,23 +148,42 @@ def multihead_attention_operations(
     if mha.add_zero_attn:
         k = torch.cat([k, k.new_zeros(batch * heads, 1, head_dim)], dim=1)
         v = torch.cat([v, v.new_zeros(batch * heads, 1, head_dim)], dim=1)
-    count = count + product_operations(q * head_dim**-0.5, k.transpose(-2, -1))
-    _, attention = F.multi_head_attention_forward(
-        query, key, value, embed, heads,
-        mha.in_proj_weight, mha.in_proj_bias, mha.bias_k, mha.bias_v, mha.add_zero_attn,
-        0.0, mha.out_proj.weight, mha.out_proj.bias,
-        training=False,
-        key_padding_mask=options.get("key_padding_mask"),
-        need_weights=True,
-        attn_mask=options.get("attn_mask"),
-        use_separate_proj_weight=not mha._qkv_same_embed_dim,
-        q_proj_weight=mha.q_proj_weight, k_proj_weight=mha.k_proj_weight,
-        v_proj_weight=mha.v_proj_weight,
-        average_attn_weights=False,
-        is_causal=bool(options.get("is_causal", False)),
-    )
-    assert attention is not None
-    attention = attention.detach().reshape(batch * heads, length, -1)
+    scaled = q * math.sqrt(1.0 / head_dim)  # as torch scales them
+    count = count + product_operations(scaled, k.transpose(-2, -1))
+    attention = _attention_weights(scaled, k, mha, batch, options)
     count = count + product_operations(attention, v)
     merged = (attention @ v).transpose(0, 1).reshape(length * batch, embed)
     return count + linear_operations(merged, mha.out_proj.weight, skip_zero_weights)
+
+
+def _float_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """An attention mask as torch's attention adds it: a boolean mask as ``-inf`` where
+    ``True`` (not attended), a float mask as it is."""
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(mask, -math.inf)
+
+
+def _attention_weights(
+    scaled: Tensor, key: Tensor, mha: nn.MultiheadAttention, batch: int, options: dict[str, Any]
+) -> Tensor:
+    """The attention weights ``[batch * heads, length, source]`` of a call, as
+    ``F.multi_head_attention_forward`` computes them without dropout, from its scaled
+    queries and its keys (with ``bias_k`` and the zero key appended, as the layer does):
+    the masks (``attn_mask`` 2-d or 3-d, ``key_padding_mask``; boolean or float) padded
+    for each appended key and added to the scores before the softmax."""
+    appended = (mha.bias_k is not None) + mha.add_zero_attn
+    mask = _float_mask(options.get("attn_mask"), scaled.dtype)
+    padding = _float_mask(options.get("key_padding_mask"), scaled.dtype)
+    if mask is not None:
+        mask = F.pad(mask, (0, appended)) if appended else mask
+        mask = mask if mask.dim() == 3 else mask.unsqueeze(0)
+    if padding is not None:
+        padding = F.pad(padding, (0, appended)) if appended else padding
+        heads, source = mha.num_heads, padding.shape[-1]
+        padding = padding.view(batch, 1, 1, source).expand(-1, heads, -1, -1)
+        padding = padding.reshape(batch * heads, 1, source)
+        mask = padding if mask is None else mask + padding
+    if mask is None:
+        return torch.bmm(scaled, key.transpose(-2, -1)).softmax(-1)
+    return torch.baddbmm(mask, scaled, key.transpose(-2, -1)).softmax(-1)

@@ -75,15 +75,17 @@ class _CountingTap(Tap):
                 if old is not None:  # the model moved
                     self._counts += old.to(device)
 
-    def _traced_add(self, count: ProductCount) -> None:
-        """:meth:`_add` for traced code (structural = effective: products have no weight)."""
+    def _traced_add(
+        self, count: CallCount | ProductCount, structural: CallCount | ProductCount
+    ) -> None:
+        """:meth:`_add` for traced code (``dense`` an ``int``)."""
         traced = self._traced_counts
         device = count.effective.device
         if traced is None:  # (made in the graph; a model that moves is folded at a read)
             traced = torch.zeros(WIDTH, dtype=torch.float64, device=device)
             self._traced_counts = traced
         dense = torch.full((), float(count.dense), dtype=torch.float64, device=device)
-        values = torch.stack((count[0], count[1], count[0], count[1], dense))
+        values = torch.stack((count[0], count[1], structural[0], structural[1], dense))
         traced.add_(values.to(traced.device))
 
     def _flush_traced(self) -> None:
@@ -118,17 +120,44 @@ class CallTap(_CountingTap):
         if not isinstance(rule, CallRule):
             raise TypeError(f"{type(module).__name__} has no CallRule")
         self.rule = rule
-        self._signature: inspect.Signature | None = None
+        self._signature = inspect.signature(module.forward)
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        # the parameters by position and their defaults, for binding keyword calls in
+        # plain Python that torch.compile traces (Signature.bind breaks the graph)
+        self._parameters: tuple[tuple[str, ...], dict[str, Any]] | None = None
+        if all(p.kind not in variadic for p in self._signature.parameters.values()):
+            self._parameters = (
+                tuple(self._signature.parameters),
+                {
+                    name: p.default
+                    for name, p in self._signature.parameters.items()
+                    if p.default is not inspect.Parameter.empty
+                },
+            )
         self._cache: dict[Any, Any] = {}  # the rule's, emptied at every update
-        self._add_hook(module.register_forward_pre_hook, self._hook, with_kwargs=True)
+        traced = self._traced_hook if rule.traceable else None
+        self._add_hook(module.register_forward_pre_hook, self._hook, traced, with_kwargs=True)
+
+    def _positional(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """The call's arguments by position, defaults filled in (e.g. ``cell(x, hx=state)``:
+        the rule reads positions)."""
+        if not kwargs:
+            return args
+        if self._parameters is not None:
+            names, defaults = self._parameters
+            rest = names[len(args) :]
+            if (
+                len(args) <= len(names)
+                and all(name in rest for name in kwargs)
+                and all(name in kwargs or name in defaults for name in rest)
+            ):
+                return args + tuple(kwargs.get(name, defaults.get(name)) for name in rest)
+        bound = self._signature.bind(*args, **kwargs)  # (a TypeError if the call is wrong)
+        bound.apply_defaults()
+        return tuple(bound.arguments.values())
 
     def _hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if kwargs:  # e.g. cell(x, hx=state): the rule reads positions
-            if self._signature is None:
-                self._signature = inspect.signature(module.forward)
-            bound = self._signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            args = tuple(bound.arguments.values())
+        args = self._positional(args, kwargs)
         count = self.rule.count(module, args, True, self._cache)
         if count is None or count.samples == 0:
             return  # the layer rejects this input itself, or an empty batch: no call
@@ -137,6 +166,20 @@ class CallTap(_CountingTap):
         if self.want_structural:
             structural = self.rule.count(module, args, False, self._cache) or count
         self._add(count, structural)
+
+    def _traced_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """:meth:`_hook` as ``torch.compile`` traces it, for a traceable rule."""
+        args = self._positional(args, kwargs)
+        count = self.rule.count(module, args, True, {})
+        if count is None or count.samples == 0:
+            return
+        self._trace_call(count.samples, count.effective.device)
+        structural = count
+        if self.want_structural:
+            structural = self.rule.count(module, args, False, {}) or count
+        self._traced_add(count, structural)
 
     def totals(self) -> ConnectionTotals:
         """The cumulative totals; empties the rule's cache (a new window starts)."""
@@ -225,7 +268,8 @@ class _ProductMode(TorchFunctionMode):
             if _traced_active and _traced_active[-1] is self.tap:
                 for a, b in operands(args, kwargs):
                     if _is_activation(a) and _is_activation(b):
-                        self.tap._traced_add(product_operations(a, b))
+                        count = product_operations(a, b)
+                        self.tap._traced_add(count, count)
         elif _active.taps and _active.taps[-1] is self.tap:
             with torch.no_grad(), LOCK:
                 for a, b in operands(args, kwargs):
