@@ -179,6 +179,8 @@ LOCK = threading.RLock()
 _graph_task_id = torch._C._current_graph_task_id  # -1 unless autograd runs a backward pass
 _is_compiling = torch.compiler.is_compiling
 _acquire, _release = LOCK.acquire, LOCK.release
+_function_modes = torch._C._len_torch_function_stack
+_no_torch_function = torch._C.DisableTorchFunction
 
 
 class _Hook:
@@ -186,6 +188,9 @@ class _Hook:
 
     It counts nothing while autograd runs a backward pass: a forward that activation
     checkpointing recomputes then was counted when it first ran. It holds :data:`LOCK`.
+    Its own tensor operations bypass torch function modes (a ``ProductRule``'s, which
+    would otherwise see, and pay Python dispatch for, every counting operation of the
+    layers inside its module).
     Under ``torch.compile`` it runs the tap's traced variant, or the eager hook at a
     graph break. A copy of the module (``deepcopy``, pickle) gets :func:`_stale_hook`
     instead, which counts nothing.
@@ -206,7 +211,11 @@ class _Hook:
         elif _graph_task_id() == -1:
             _acquire()  # (not `with LOCK`: the hot path, and twice as fast)
             try:
-                self.fn(module, *args)
+                if _function_modes():
+                    with _no_torch_function():
+                        self.fn(module, *args)
+                else:
+                    self.fn(module, *args)
             finally:
                 _release()
 
