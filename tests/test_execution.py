@@ -16,7 +16,15 @@ from torch.utils.checkpoint import checkpoint
 
 import snnmetrics as sm
 from snnmetrics.connections import ProductRule, register_connection
-from tests.workloads import ALL_FACTORIES, assert_equal, build_net, feed, figures
+from tests.workloads import (
+    ALL_FACTORIES,
+    assert_equal,
+    build_net,
+    feed,
+    figures,
+    fold,
+    run_batch,
+)
 
 HOOKED = {
     "synops": sm.SynapticOperations,
@@ -479,3 +487,32 @@ def test_weight_edits_through_data_are_followed_from_the_next_window():
     synops.update()
     # by hand: 2 samples x 12 weights, then 2 samples x 9 nonzero weights, over 4 samples
     assert float(synops.compute()["synops"]) == (2 * 12 + 2 * 9) / 4
+
+
+def test_a_torch_function_mode_around_the_model_sees_only_the_model():
+    """The hooks' counting runs outside torch function modes: a mode of the user's (or a
+    ProductRule's) sees the same operations with the metrics attached as without."""
+    from torch.overrides import TorchFunctionMode
+
+    class Seen(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.calls.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    def seen(hooked: bool) -> list[str]:
+        net = build_net()
+        metrics = [factory(net) for factory in ALL_FACTORIES.values()] if hooked else []
+        mode = Seen()
+        with torch.no_grad(), mode:
+            run_batch(net, 0)
+        for metric in metrics:
+            fold(metric, 0)  # (the hooks ran: an update without calls raises)
+        return mode.calls
+
+    plain = seen(hooked=False)
+    assert plain and seen(hooked=True) == plain
+
