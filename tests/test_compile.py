@@ -143,25 +143,44 @@ def test_attention_written_with_matmul_compiled_equals_eager():
 
 
 class SpikingMHA(nn.Module):
-    """``nn.MultiheadAttention`` on spikes, called with a keyword and a mask."""
+    """``nn.MultiheadAttention`` on spikes ``[batch, tokens, dim]``, called with keywords
+    and masks; ``separate`` gives it keys and values of another width (their own
+    projections), ``bias_k``/``bias_v``, a zero key, sequence-first layout and a key
+    padding mask."""
 
-    def __init__(self, dim: int = 8, heads: int = 2) -> None:
+    def __init__(self, separate: bool, dim: int = 8, heads: int = 2) -> None:
         super().__init__()
+        self.separate = separate
         self.lif = snn.Leaky(beta=0.5, init_hidden=True, threshold=0.3)
-        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        if separate:
+            self.memory = nn.Linear(dim, 6)
+            self.attention = nn.MultiheadAttention(
+                dim, heads, kdim=6, vdim=6, add_bias_kv=True, add_zero_attn=True
+            )
+            weights = (self.attention.q_proj_weight, self.attention.k_proj_weight)
+        else:
+            self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+            weights = (self.attention.in_proj_weight,)
         with torch.no_grad():
-            self.attention.in_proj_weight[:3] = 0.0  # zero weights: effective != structural
+            weights[-1][:3] = 0.0  # zero weights: effective != structural
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spikes = self.lif(x)
-        mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).triu(1)
-        return self.attention(spikes, spikes, spikes, attn_mask=mask, need_weights=False)[0]
+        tokens = x.shape[1]
+        mask = torch.ones(tokens, tokens, dtype=torch.bool).triu(1)
+        if not self.separate:
+            return self.attention(spikes, spikes, spikes, attn_mask=mask, need_weights=False)[0]
+        query, memory = spikes.transpose(0, 1), self.memory(spikes).transpose(0, 1)
+        padding = torch.zeros(x.shape[0], tokens, dtype=torch.bool)
+        padding[:, -1] = True
+        return self.attention(query, memory, memory, key_padding_mask=padding)[0]
 
 
-def test_multihead_attention_compiled_equals_eager_without_a_graph_break():
+@pytest.mark.parametrize("separate", [False, True], ids=["self", "separate_kv"])
+def test_multihead_attention_compiled_equals_eager_without_a_graph_break(separate):
     def make() -> nn.Module:
         torch.manual_seed(3)
-        return nn.Sequential(SpikingMHA())
+        return nn.Sequential(SpikingMHA(separate))
 
     factories = {
         "synops": sm.SynapticOperations,
