@@ -4,6 +4,7 @@ products of activations inside a module (:class:`~snnmetrics.connections.Product
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 from collections.abc import Callable
@@ -120,12 +121,16 @@ class CallTap(_CountingTap):
         if not isinstance(rule, CallRule):
             raise TypeError(f"{type(module).__name__} has no CallRule")
         self.rule = rule
-        self._signature = inspect.signature(module.forward)
+        self._signature: inspect.Signature | None = None
+        with contextlib.suppress(TypeError, ValueError):  # (a forward without a signature)
+            self._signature = inspect.signature(module.forward)
         variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         # the parameters by position and their defaults, for binding keyword calls in
         # plain Python that torch.compile traces (Signature.bind breaks the graph)
         self._parameters: tuple[tuple[str, ...], dict[str, Any]] | None = None
-        if all(p.kind not in variadic for p in self._signature.parameters.values()):
+        if self._signature is not None and all(
+            p.kind not in variadic for p in self._signature.parameters.values()
+        ):
             self._parameters = (
                 tuple(self._signature.parameters),
                 {
@@ -152,6 +157,13 @@ class CallTap(_CountingTap):
                 and all(name in kwargs or name in defaults for name in rest)
             ):
                 return args + tuple(kwargs.get(name, defaults.get(name)) for name in rest)
+        if self._signature is None:
+            module = self.module_ref()
+            raise TypeError(
+                f"{type(module).__name__} was called with keyword arguments, and its "
+                "forward has no signature to place them by: call it with positional "
+                "arguments to be counted"
+            )
         bound = self._signature.bind(*args, **kwargs)  # (a TypeError if the call is wrong)
         bound.apply_defaults()
         return tuple(bound.arguments.values())
