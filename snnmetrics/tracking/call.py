@@ -8,7 +8,7 @@ import contextlib
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,17 @@ from snnmetrics.tracking.connection import WIDTH, ConnectionTap, ConnectionTotal
 from snnmetrics.tracking.hub import LOCK, Tap, acquire
 
 __all__ = ["CallTap", "ProductTap", "acquire_connection_tap"]
+
+
+RuleKind = TypeVar("RuleKind", CallRule, ProductRule)
+
+
+def _rule(module: nn.Module, kind: type[RuleKind]) -> RuleKind:
+    """The rule ``module`` is registered with, if it is a ``kind``; else a ``TypeError``."""
+    rule = connection_rule(module)
+    if not isinstance(rule, kind):
+        raise TypeError(f"{type(module).__name__} has no {kind.__name__}")
+    return rule
 
 
 class _CountingTap(Tap):
@@ -117,10 +128,7 @@ class CallTap(_CountingTap):
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__(module)
-        rule = connection_rule(module)
-        if not isinstance(rule, CallRule):
-            raise TypeError(f"{type(module).__name__} has no CallRule")
-        self.rule = rule
+        self.rule = _rule(module, CallRule)
         self._signature: inspect.Signature | None = None
         with contextlib.suppress(TypeError, ValueError):  # (a forward without a signature)
             self._signature = inspect.signature(module.forward)
@@ -140,7 +148,7 @@ class CallTap(_CountingTap):
                 },
             )
         self._cache: dict[Any, Any] = {}  # the rule's, emptied at every update
-        traced = self._traced_hook if rule.traceable else None
+        traced = self._traced_hook if self.rule.traceable else None
         self._add_hook(module.register_forward_pre_hook, self._hook, traced, with_kwargs=True)
 
     def _positional(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -168,30 +176,39 @@ class CallTap(_CountingTap):
         bound.apply_defaults()
         return tuple(bound.arguments.values())
 
-    def _hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _count(
+        self,
+        module: nn.Module,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        cache: dict[Any, Any],
+    ) -> tuple[CallCount, CallCount] | None:
+        """The call's count and its count with every weight nonzero (the same count
+        unless a subscriber wants structural counts); ``None`` for no call (the layer
+        rejects this input itself, or an empty batch)."""
         args = self._positional(args, kwargs)
-        count = self.rule.count(module, args, True, self._cache)
+        count = self.rule.count(module, args, True, cache)
         if count is None or count.samples == 0:
-            return  # the layer rejects this input itself, or an empty batch: no call
-        self._note_call(count.samples)
-        structural = count
-        if self.want_structural:
-            structural = self.rule.count(module, args, False, self._cache) or count
-        self._add(count, structural)
+            return None
+        if not self.want_structural:
+            return count, count
+        return count, self.rule.count(module, args, False, cache) or count
+
+    def _hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        counts = self._count(module, args, kwargs, self._cache)
+        if counts is not None:
+            self._note_call(counts[0].samples)
+            self._add(*counts)
 
     def _traced_hook(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """:meth:`_hook` as ``torch.compile`` traces it, for a traceable rule."""
-        args = self._positional(args, kwargs)
-        count = self.rule.count(module, args, True, {})
-        if count is None or count.samples == 0:
-            return
-        self._trace_call(count.samples, count.effective.device)
-        structural = count
-        if self.want_structural:
-            structural = self.rule.count(module, args, False, {}) or count
-        self._traced_add(count, structural)
+        """:meth:`_hook` as ``torch.compile`` traces it, for a traceable rule (which
+        gets no cache there)."""
+        counts = self._count(module, args, kwargs, {})
+        if counts is not None:
+            self._trace_call(counts[0].samples, counts[0].effective.device)
+            self._traced_add(*counts)
 
     def totals(self) -> ConnectionTotals:
         """The cumulative totals; empties the rule's cache (a new window starts)."""
@@ -297,10 +314,7 @@ class ProductTap(_CountingTap):
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__(module)
-        rule = connection_rule(module)
-        if not isinstance(rule, ProductRule):
-            raise TypeError(f"{type(module).__name__} has no ProductRule")
-        self.rule = rule
+        self.rule = _rule(module, ProductRule)
         self._modes: dict[int, list[_ProductMode]] = {}  # entered, by thread
         self._traced_modes: list[_ProductMode] = []
         self._add_hook(
