@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import snnmetrics as sm
+from snnmetrics.examples import reset_neurons
 from tests.test_execution import SpikingSelfAttention
 from tests.workloads import ALL_FACTORIES, STEPS, assert_equal, build_net, figures, fold, make_batch
 
@@ -73,9 +74,7 @@ def _run(
     with torch.no_grad():
         for batch, size in enumerate((4, 3, 4)):  # graded input in batch 1: MAC calls
             x = (torch.rand(5, size, *shape, generator=gen) < 0.4).float() * (1 + batch % 2)
-            for module in net.modules():
-                if isinstance(module, snn.SpikingNeuron):
-                    module.reset_mem()
+            reset_neurons(net)
             for t in range(x.shape[0]):
                 model(x[t])
             for metric in metrics.values():
@@ -106,9 +105,7 @@ def test_every_metric_family_compiled_equals_eager():
         with torch.no_grad():
             for index in (0, 3):
                 x = make_batch(index)
-                for module in net.modules():
-                    if isinstance(module, snn.SpikingNeuron):
-                        module.reset_mem()
+                reset_neurons(net)
                 for t in range(STEPS):
                     model(x[:, t])
                 for metric in metrics.values():

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from snnmetrics import SynapticOperations, SynOps
+from snnmetrics.examples import reset_neurons
 
 BATCH_SIZES = (5, 3, 7, 2)
 STEPS = 4
@@ -41,9 +42,7 @@ def _run_synaptic(indices: list[int]) -> dict[str, torch.Tensor]:
     metric = SynapticOperations(net)
     for index in indices:
         x = _batch(index)
-        for module in net.modules():
-            if isinstance(module, snn.SpikingNeuron):
-                module.reset_mem()
+        reset_neurons(net)
         for t in range(STEPS):
             net(x[:, t])
         metric.update()
@@ -103,9 +102,7 @@ def _ddp_wrapped_task(rank: int, world_size: int, shards: list[list[int]]) -> di
     assert metric.model is net
     for index in shards[rank]:
         x = _batch(index)
-        for module in net.modules():
-            if isinstance(module, snn.SpikingNeuron):
-                module.reset_mem()
+        reset_neurons(net)
         with torch.no_grad():
             for t in range(STEPS):
                 wrapped(x[:, t])
