@@ -98,15 +98,29 @@ def linear_operations(x: Tensor, weight: Tensor, skip_zero_weights: bool = True)
         >>> float(count.effective), count.dense  # 2 + 2 for row 0, 2 for row 1
         (6.0, 12)
     """
+    return _linear_from(_input_counts(x), weight, skip_zero_weights)
+
+
+def _input_counts(x: Tensor) -> tuple[Tensor, Tensor, int]:
+    """What :func:`linear_operations` reads of its input: the nonzeros of each input
+    feature summed over the rows (float64; NaN stays), the AC/MAC flag, and the rows."""
     rows = x.reshape(-1, x.shape[-1])
+    nonzero, mac = _nonzero_and_mac(rows)
+    return _summed(nonzero, 0), mac, rows.shape[0]
+
+
+def _linear_from(
+    counts: tuple[Tensor, Tensor, int], weight: Tensor, skip_zero_weights: bool
+) -> ProductCount:
+    """:func:`linear_operations` from what :func:`_input_counts` read of the input."""
+    per_feature, mac, rows = counts
     fanout = (
         (weight.detach() != 0).sum(0, dtype=_F64)
         if skip_zero_weights
         else torch.full((weight.shape[1],), weight.shape[0], dtype=_F64, device=weight.device)
     )
-    nonzero, mac = _nonzero_and_mac(rows)
-    effective = _summed(nonzero, 0) @ fanout  # NaN if the input has NaN
-    return ProductCount(effective, effective * mac, rows.shape[0] * weight.numel())
+    effective = per_feature @ fanout  # NaN if the input has NaN
+    return ProductCount(effective, effective * mac, rows * weight.numel())
 
 
 def multihead_attention_operations(
@@ -127,6 +141,9 @@ def multihead_attention_operations(
     in training is not seen). The count recomputes the projections and the attention
     weights, which costs about as much as the call itself.
     """
+    # self-attention passes one tensor as query, key and value: it is read once
+    given = (query, key, value)
+    sources = [next(i for i, t in enumerate(given) if t is x) for x in given]
     batched = query.dim() == 3
     if mha.batch_first and batched:
         query, key, value = (t.transpose(0, 1) for t in (query, key, value))
@@ -143,9 +160,13 @@ def multihead_attention_operations(
         )
     biases = (None,) * 3 if mha.in_proj_bias is None else mha.in_proj_bias.detach().chunk(3)
     inputs = (query, key, value)
+    read: dict[int, tuple[Tensor, Tensor, int]] = {}
+    for source, x in zip(sources, inputs, strict=True):
+        if source not in read:
+            read[source] = _input_counts(x)
     projections = [
-        linear_operations(x, w, skip_zero_weights)
-        for x, w in zip(inputs, weights, strict=True)
+        _linear_from(read[source], w, skip_zero_weights)
+        for source, w in zip(sources, weights, strict=True)
     ]
     count = projections[0] + projections[1] + projections[2]
     q, k, v = (F.linear(x, w, b) for x, w, b in zip(inputs, weights, biases, strict=True))
