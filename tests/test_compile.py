@@ -219,3 +219,30 @@ def test_a_metric_on_new_layers_of_a_compiled_model_raises_what_to_do():
     synops.update()  # its own layers ran compiled with their hooks
     with pytest.raises(ValueError, match=r"layers \['1', '3', '5'\] never ran"):
         energy.update()
+
+
+def test_an_update_reads_each_traced_call_record_once_and_never_a_stale_one():
+    """Within a read scope (an update holds one) a tap reads its traced call record from
+    the device once, not at every use (each read is a host sync on a GPU); outside one,
+    every read is fresh."""
+    from snnmetrics.tracking.hub import reading
+
+    net = mlp()
+    synops = sm.SynapticOperations(net)
+    model = torch.compile(net, backend="aot_eager")
+    tap = synops._connections.taps[0]
+    with torch.no_grad():
+        model(torch.ones(2, 12))
+        model(torch.ones(2, 12))
+    assert tap.traced and tap.calls == 2
+    with torch.no_grad():
+        model(torch.ones(2, 12))
+    assert tap.calls == 3  # read afresh outside a scope
+    with reading():
+        assert tap.calls == 3
+        with torch.no_grad():
+            model(torch.ones(2, 12))  # (which no real scope lets happen)
+        assert tap.calls == 3  # the record read at the scope's first use
+    assert tap.calls == 4
+    synops.update()  # one window of 4 steps of 2 samples
+    assert float(synops.compute()["dense"]) == 4 * (12 * 32 + 32 * 32 + 32 * 5)

@@ -16,7 +16,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities.exceptions import TorchMetricsUserError
 
 from snnmetrics.plot import plot_result
-from snnmetrics.tracking.hub import LOCK, Tap, Window, release
+from snnmetrics.tracking.hub import LOCK, Tap, Window, reading, release
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -206,7 +206,7 @@ class HookedMetric(Metric):
             raise RuntimeError(f"{type(self).__name__} is detached from its model")
         if batch_size is not None:
             batch_size = check_batch_size(batch_size)
-        with LOCK:  # no hook counts in another thread meanwhile
+        with LOCK, reading():  # no hook counts in another thread meanwhile
             self._update(batch_size)
 
     def _update(self, batch_size: int | None) -> None:
@@ -251,7 +251,7 @@ class HookedMetric(Metric):
         Use it to leave forward passes out of the figures, e.g. those of a validation
         loop that runs between two training updates. ``reset()`` does it too.
         """
-        with LOCK:
+        with LOCK, reading():
             self._open_window()
             self._skip()
 
