@@ -255,35 +255,25 @@ class NeuronTap(Tap):
             window.first_call[self] = recorded
 
     def _flush_traced(self) -> None:
-        """Fold what traced calls counted into the totals, NaN counted apart."""
+        """Move what traced calls counted into the pending buffers, which :meth:`flush`
+        folds into the totals (NaN counted apart)."""
         for (shape, device, _), state in self._traced.items():
             rows, outputs, neuron_steps = state.ints.tolist()
             if rows == 0:
                 continue  # no traced call of this layout since the last fold
-            pending = state.counts.clone()
-            per_neuron = None if state.per_neuron is None else state.per_neuron.clone()
-            state.counts.zero_()
-            state.ints.zero_()
-            if state.per_neuron is not None:
-                state.per_neuron.zero_()
+            state.ints.zero_()  # first: making the buffers below may flush
             self._rows += rows
             self._outputs += outputs
             self._neuron_steps += neuron_steps
             with torch.inference_mode(False):  # the eager buffers, made or moved if needed
                 self._check_spikes(torch.empty((1, *shape), device=device))
-            counts = self._counts
-            assert counts is not None
-            if per_neuron is not None:
-                nan = torch.isnan(per_neuron)
-                counts[2] += nan.sum()
-                clean = per_neuron.masked_fill_(nan, 0)
-                pending[0] += clean.sum()
-                if self._per_neuron is None:
-                    self._per_neuron = torch.zeros_like(clean)
-                self._per_neuron += clean
-            nan = torch.isnan(pending)
-            counts[2] += nan.sum()
-            counts[:2] += pending.masked_fill_(nan, 0)
+            assert self._pending is not None
+            self._pending += state.counts
+            state.counts.zero_()
+            if state.per_neuron is not None:
+                self._add_per_neuron(state.per_neuron)
+                state.per_neuron.zero_()
+            self._dirty = True
 
     def _hook(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
@@ -342,6 +332,10 @@ class NeuronTap(Tap):
         if not self._per_neuron_wanted:
             self._pending_nonzero.add_(per_neuron.sum())
             return
+        self._add_per_neuron(per_neuron)
+
+    def _add_per_neuron(self, per_neuron: Tensor) -> None:
+        """Add nonzero outputs per neuron to the pending buffer (made at the first)."""
         buffer = self._pending_per_neuron
         if buffer is None:
             with torch.inference_mode(False):
