@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snnmetrics.functional.exact import FLOAT32_EXACT
+
 __all__ = [
     "ProductCount",
     "linear_operations",
@@ -26,7 +28,6 @@ __all__ = [
 ]
 
 _F64 = torch.float64
-_FLOAT32_EXACT = 2**24  # float32 counts every integer up to here
 
 
 class ProductCount(NamedTuple):
@@ -58,7 +59,7 @@ def _nonzero_and_mac(x: Tensor) -> tuple[Tensor, Tensor]:
 def _summed(nonzero: Tensor, dim: int) -> Tensor:
     """The 0/1 ``nonzero`` summed over ``dim``, as float64: summed in float32 while that
     is exact (at most 2**24 terms), several times faster than a float64 sum on the CPU."""
-    if nonzero.shape[dim] > _FLOAT32_EXACT:
+    if nonzero.shape[dim] > FLOAT32_EXACT:
         return nonzero.sum(dim, dtype=_F64)
     return nonzero.sum(dim).to(_F64)
 

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from snnmetrics.connections import CallRule, ConnectionRule, connection_rule
+from snnmetrics.functional.exact import FLOAT32_EXACT
 from snnmetrics.functional.fanout import fanout_map
 from snnmetrics.neurons import require_neuron_rule
 from snnmetrics.registry import TypeRegistry
@@ -259,9 +260,6 @@ def _running_max(x: Tensor) -> Tensor:
     return x
 
 
-_FLOAT32_EXACT = 2**24  # float32 holds every integer up to this
-
-
 class TrainWindow(NamedTuple):
     """One layer's spike trains of one window, summed over its samples.
 
@@ -318,7 +316,7 @@ class TrainSink:
         assert self._intervals is not None
         start, end = self._absorbed, self._absorbed + steps
         # float32 while every sum below is an integer under 2**24 (exact), else float64
-        wide = fired.dtype == torch.float64 or steps * samples * end * end > _FLOAT32_EXACT
+        wide = fired.dtype == torch.float64 or steps * samples * end * end > FLOAT32_EXACT
         dtype = torch.float64 if wide else torch.float32
         flags = fired.reshape(steps, samples * width).to(dtype)
         after = torch.arange(start + 1, end + 1, dtype=dtype, device=fired.device).unsqueeze(1)
@@ -589,7 +587,7 @@ class StepOpsTap(Tap):
         if features not in self._dense:
             structural = fanout_map(module, self.rule, features, False, device="cpu")
             self._dense[features] = int(structural.sum())
-        wide = x.dtype == torch.float64 or self._dense[features] > _FLOAT32_EXACT
+        wide = x.dtype == torch.float64 or self._dense[features] > FLOAT32_EXACT
         dtype = torch.float64 if wide else torch.float32
         key = (features, dtype, x.device, weight._version, weight.data_ptr())
         if key == self._key and not self._stale:

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from snnmetrics.functional.exact import FLOAT32_EXACT, FLOAT64_EXACT
 from snnmetrics.functional.fanout import fanout_map, require_rule
 from snnmetrics.tracking.hub import Tap
 from snnmetrics.tracking.staging import Staging
@@ -18,10 +19,9 @@ __all__ = ["WIDTH", "ConnectionTap", "ConnectionTotals", "first_parameter"]
 WIDTH = 5  # entries of ConnectionTotals.counts
 
 # Pending per-element counts are float32 (the fast path) and each call adds at most its
-# number of rows to an element, so folding before 2**24 rows keeps every count exact;
-# float64 pending counts (float64 input, or a single call of more rows) hold 2**53.
-_FLOAT32_EXACT = 2**24
-_FLOAT64_EXACT = 2**53
+# number of rows to an element, so folding before FLOAT32_EXACT rows keeps every count
+# exact; float64 pending counts (float64 input, or a single call of more rows) hold
+# FLOAT64_EXACT.
 
 
 class _TracedPending(NamedTuple):
@@ -80,7 +80,7 @@ class ConnectionTap(Tap):
         self._feature_shape = torch.Size()
         self._row_dims: tuple[int, ...] = ()
         self._sum_dtype: torch.dtype | None = None
-        self._row_limit = _FLOAT32_EXACT
+        self._row_limit = FLOAT32_EXACT
         self._dense_per_row = 0
         self._pending_rows = 0
         self._pending_all: Tensor | None = None
@@ -123,7 +123,7 @@ class ConnectionTap(Tap):
         x, n_rows, rows = call
         self._note_call(x.shape[0] if n_rows else 1)
         weight = self.rule.weight(module)
-        huge = rows > _FLOAT32_EXACT  # such a call is summed in float64
+        huge = rows > FLOAT32_EXACT  # such a call is summed in float64
         key = (n_rows, x.shape[n_rows:], x.dtype, huge, weight._version, weight.data_ptr())
         if key != self._key:
             self._start_segment(module, x, n_rows, key)
@@ -181,7 +181,7 @@ class ConnectionTap(Tap):
         nonzero = magnitude.clamp(max=1).ceil()  # 0/1, NaN stays
         distance = (magnitude - nonzero).abs()  # zero throughout iff an AC call
         # summed in float32 while exact (a feature's count is at most the rows)
-        exact = torch.float32 if rows <= _FLOAT32_EXACT else torch.float64
+        exact = torch.float32 if rows <= FLOAT32_EXACT else torch.float64
         if n_rows:
             # both reduced over the rows, in the feature layout: inductor fuses the two
             # into one pass over the input (flattened and stacked, they made the compiled
@@ -226,9 +226,9 @@ class ConnectionTap(Tap):
         """Fold what was counted under the old weights or layout, then start anew."""
         self.flush()
         feature_shape = x.shape[n_rows:]
-        wide = x.dtype == torch.float64 or math.prod(x.shape[:n_rows]) > _FLOAT32_EXACT
+        wide = x.dtype == torch.float64 or math.prod(x.shape[:n_rows]) > FLOAT32_EXACT
         self._sum_dtype = torch.float64 if wide else torch.float32
-        self._row_limit = _FLOAT64_EXACT if wide else _FLOAT32_EXACT
+        self._row_limit = FLOAT64_EXACT if wide else FLOAT32_EXACT
         # counters must be normal tensors even if the first call runs in inference mode
         with torch.inference_mode(False):
             if self._counts is None:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from snnmetrics.functional.exact import FLOAT32_EXACT
 from snnmetrics.neurons import require_neuron_rule
 from snnmetrics.tracking.hub import Tap, Window
 from snnmetrics.tracking.staging import Staging, float_dtype
@@ -50,10 +51,9 @@ def _count_changed(difference: Tensor) -> Tensor:
 
 def _sum_dtype(x: Tensor) -> torch.dtype | None:
     """A dtype that sums the 0/1 entries of ``x`` (floating) exactly."""
-    return torch.float64 if x.numel() > _EXACT_FLOAT32 else None
+    return torch.float64 if x.numel() > FLOAT32_EXACT else None
 
 
-_EXACT_FLOAT32 = 2**24  # float32 counts every integer up to here
 _F64 = torch.float64
 
 
