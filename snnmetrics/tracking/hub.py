@@ -51,10 +51,11 @@ _reading = _Reading()
 
 @contextlib.contextmanager
 def reading() -> Iterator[None]:
-    """A scope in which no forward pass runs (its caller holds :data:`LOCK` and runs
-    none), so each tap reads its traced call record from the device once, not at every
-    use: a metric's ``update()`` reads it once instead of at each of some seven uses (a
-    host sync each, on a GPU)."""
+    """A scope in which each tap reads its traced call record from the device once, not
+    at every use: a metric's ``update()`` reads it once instead of at each of some seven
+    uses (a host sync each, on a GPU). Its caller holds :data:`LOCK` and runs no forward
+    pass; a compiled forward pass in another thread meanwhile (traced hooks take no
+    lock) is read by the next scope, as one that ran just after this one would be."""
     outer = _reading.scope
     _reading.scope = next(_scopes)
     try:
