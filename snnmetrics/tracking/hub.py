@@ -147,7 +147,8 @@ class Tap:
         if window not in self._awaiting:
             self._awaiting.append(window)
         record = self._trace_record()
-        if self._trace is not None and record is not None and record[2] == 0:
+        if record is not None and record[2] == 0:
+            assert self._trace is not None
             self._trace[2] = 1  # the next traced call is a first call again
             record[2] = 1.0
 
